@@ -1,0 +1,25 @@
+"""trainlab: train neural networks in PyTorch from one YAML recipe, the way the lectures teach.
+
+Public API::
+
+    import trainlab
+    summary = trainlab.train("recipes/digits.yaml", ["optimizer.lr=0.003"], out="runs/a")
+    report = trainlab.evaluate("runs/a")
+"""
+
+from trainlab.api import evaluate, resolve_recipe, train
+from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError
+from trainlab.recipe import Recipe, load_recipe
+
+__all__ = [
+    "train",
+    "evaluate",
+    "resolve_recipe",
+    "Recipe",
+    "load_recipe",
+    "TrainlabError",
+    "RecipeError",
+    "DataError",
+    "RunFolderError",
+]
+__version__ = "0.1.0"

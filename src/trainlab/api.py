@@ -1,0 +1,113 @@
+"""The functions behind the CLI, for use from Python (and by search, ladder, ensembles later).
+
+``train`` turns one resolved recipe into one run folder and returns its summary; ``evaluate``
+reloads a run folder (recipe + weights + preprocessing) and measures it on the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from trainlab.errors import RunFolderError
+from trainlab.recipe import Recipe, load_recipe
+from trainlab.train import checkpoint as ckpt
+
+__all__ = ["train", "evaluate", "resolve_recipe"]
+
+
+def resolve_recipe(recipe: Recipe | str | Path | None, overrides: list[str] | None) -> Recipe:
+    """A validated Recipe from an object, a YAML path or the default, with overrides applied."""
+    if isinstance(recipe, Recipe):
+        if not overrides:
+            return recipe
+        from trainlab.recipe import apply_overrides, validate
+
+        return validate(apply_overrides(recipe.model_dump(mode="json"), overrides))
+    return load_recipe(recipe, overrides)
+
+
+def _new_run_dir(out: str | Path | None, name: str) -> Path:
+    if out is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{name}-{stamp}"
+        n = 1
+        while out.exists():
+            n += 1
+            out = Path("runs") / f"{name}-{stamp}-{n}"
+    run_dir = Path(out)
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise RunFolderError(
+            f"{run_dir}: already exists and is not empty; use --resume to continue that run "
+            "or choose another --out"
+        )
+    return run_dir
+
+
+def train(
+    recipe: Recipe | str | Path | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train one recipe into a run folder; returns the summary (also in ``summary.json``).
+
+    Everything is validated and the data is loaded before the folder is created, so a bad recipe
+    or bad data leaves no half-made run behind and never touches an existing one.
+    """
+    from trainlab.train.loop import Trainer
+
+    if resume:
+        if out is None:
+            raise RunFolderError("--resume needs --out DIR naming the run to continue")
+        run_dir = Path(out)
+        if recipe is None:
+            recipe = run_dir / "recipe.yaml"
+        if not (run_dir / "checkpoints" / "last").is_file():
+            raise RunFolderError(f"{run_dir}: no checkpoint to resume from")
+    resolved = resolve_recipe(recipe, overrides)
+    if not resume:
+        run_dir = _new_run_dir(out, resolved.name)
+    trainer = Trainer(resolved, run_dir, progress=progress)
+    if resume:
+        trainer.resume()
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.atomic_write(run_dir / "recipe.yaml", resolved.to_yaml().encode())
+    return trainer.fit()
+
+
+def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> dict[str, Any]:
+    """Test-split loss, accuracy, per-class accuracy and confusion matrix of a trained run.
+
+    ``weights``: ``final`` (what training ended with), ``best`` (best validation) or ``last``.
+    """
+    from trainlab.train.loop import Trainer
+
+    run = Path(run_dir)
+    if not (run / "recipe.yaml").is_file():
+        raise RunFolderError(f"{run}: not a run folder (no recipe.yaml)")
+    recipe = load_recipe(run / "recipe.yaml")
+    trainer = Trainer(recipe, run, progress=False)
+    if weights == "final":
+        trainer.load_weights(ckpt.load_weights(run / "model.safetensors"))
+    else:
+        trainer.load_weights(ckpt.load_checkpoint(run / "checkpoints", weights)[0])
+    metrics, conf = trainer.evaluate_split("test", confusion=True)
+    totals = conf.sum(1).clamp_min(1)
+    per_class = (conf.diag() / totals).tolist()
+    result: dict[str, Any] = {
+        **metrics,
+        "weights": weights,
+        "per_class_acc": dict(zip(trainer.splits.classes, per_class, strict=True)),
+        "confusion": conf.tolist(),
+    }
+    if plot:
+        from trainlab.evaluation.plots import plot_confusion
+
+        result["confusion_png"] = str(
+            plot_confusion(conf, trainer.splits.classes, run / "confusion.png")
+        )
+    return result

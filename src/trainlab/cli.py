@@ -1,0 +1,167 @@
+"""The ``trainlab`` command line: one typer app; every command takes ``--json``.
+
+User errors (bad recipe, bad data, a run folder in the way) print one line to stderr and exit
+with code 2; with ``--json`` the last stdout line is always one JSON object.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from trainlab.errors import TrainlabError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train neural networks from one YAML recipe, the way the lectures teach.",
+)
+
+
+def _emit(result: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn a TrainlabError into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TrainlabError as exc:
+            print(f"trainlab: error: {exc}", file=sys.stderr)
+            if kwargs.get("as_json"):
+                print(json.dumps({"error": str(exc)}))
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def split_recipe_args(args: list[str]) -> tuple[str | None, list[str]]:
+    """``[RECIPE] [a.b=c ...]``: the first argument is the recipe unless it is an override."""
+    if args and "=" not in args[0]:
+        recipe, overrides = args[0], args[1:]
+    else:
+        recipe, overrides = None, list(args)
+    for item in overrides:
+        if "=" not in item:
+            raise TrainlabError(
+                f"argument {item!r}: expected an override KEY=VALUE after the recipe"
+            )
+    return recipe, overrides
+
+
+@app.command()
+@user_errors
+def train(
+    args: list[str] = typer.Argument(
+        None,
+        metavar="[RECIPE] [KEY=VALUE]...",
+        help="recipe YAML (default: recipes/digits.yaml), overrides",
+    ),
+    out: str = typer.Option(None, "--out", "-o", help="run folder (default: runs/NAME-TIME)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON (last line)"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+) -> None:
+    """Train a recipe into a run folder: metrics.jsonl, checkpoints, model, summary.json."""
+    from trainlab.api import train as run_train
+
+    recipe, overrides = split_recipe_args(args or [])
+    summary = run_train(recipe, overrides, out=out, resume=resume, progress=progress)
+    if not as_json:
+        _print_summary(summary)
+    _emit(summary, as_json)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    top = next((k for k in summary if k.startswith("test_top")), None)
+    extra = f"  {top} {summary[top]:.4f}" if top else ""
+    Console().print(
+        f"[bold]test_acc {summary['test_acc']:.4f}[/]  test_loss {summary['test_loss']:.4f}"
+        f"{extra}  epochs {summary['epochs_run']}  {summary['wall_s']:.1f}s  "
+        f"{summary['samples_per_s']:,.0f} samples/s  -> {summary['run_dir']}"
+    )
+
+
+@app.command()
+@user_errors
+def evaluate(
+    run_dir: str = typer.Argument(..., help="a run folder written by trainlab train"),
+    weights: str = typer.Option("final", help="final | best | last"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
+) -> None:
+    """Test loss, accuracy, per-class accuracy and a confusion-matrix PNG of a trained run."""
+    from trainlab.api import evaluate as run_evaluate
+
+    if weights not in {"final", "best", "last"}:
+        raise TrainlabError(f"--weights {weights!r}: expected final, best or last")
+    result = run_evaluate(run_dir, weights=weights)
+    if not as_json:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(
+            title=f"{run_dir} ({weights} weights): test_acc {result['test_acc']:.4f}, "
+            f"test_loss {result['test_loss']:.4f}"
+        )
+        table.add_column("class")
+        table.add_column("accuracy", justify="right")
+        for name, acc in result["per_class_acc"].items():
+            table.add_row(name, f"{acc:.4f}")
+        Console().print(table)
+        Console().print(f"confusion matrix: {result['confusion_png']}")
+    _emit(result, as_json)
+
+
+@app.command(name="list")
+@user_errors
+def list_components(
+    kind: str = typer.Argument(None, help="one family (e.g. activation); all when omitted"),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON (last line)"),
+) -> None:
+    """The registered names of every component family (what a recipe may name)."""
+    import trainlab.catalog  # noqa: F401
+    from trainlab.registry import REGISTRIES, closest
+
+    kinds = list(REGISTRIES)
+    if kind is not None and kind not in REGISTRIES:
+        hint = closest(kind, kinds)
+        did = f" did you mean {hint!r}?" if hint else ""
+        raise TrainlabError(f"unknown kind {kind!r};{did} valid: {', '.join(kinds)}")
+    chosen = [kind] if kind else kinds
+    result = {
+        k: {e.name: {"summary": e.summary, "params": e.params()} for e in REGISTRIES[k]}
+        for k in chosen
+    }
+    if not as_json:
+        from rich.console import Console
+        from rich.table import Table
+
+        for k in chosen:
+            table = Table(title=f"{k}: {REGISTRIES[k].description}", title_justify="left")
+            for col in ("name", "parameters", "what it is"):
+                table.add_column(col)
+            for e in REGISTRIES[k]:
+                params = ", ".join(f"{p}={v!r}" for p, v in e.params().items())
+                table.add_row(e.name, params, e.summary)
+            Console().print(table)
+    _emit(result, as_json)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""Datasets by name, each with a fixed test split and a validation split carved from train.
+
+A dataset factory returns :class:`RawData` (numpy arrays, with a test split when the source has
+one). :func:`load_splits` then checks the labels, carves the test split when the source has none
+(``data.test_fraction``) and the validation split from train (``data.val_fraction``), both with
+``data.split_seed`` so the recipe's ``seed`` never changes which examples are tested.
+
+Built-in datasets:
+- ``digits``: scikit-learn's 1,797 8x8 digits as (1, 8, 8) images in [0, 16]; test = a fixed
+  20% (359 examples) drawn with seed 0, the rest (1,438) train.
+- ``mnist1d``: ``mnist1d.data.make_dataset`` with its default arguments: 4,000 train / 1,000 test
+  sequences of length 40, as (1, 40).
+- ``spiral``: cs231n's 3-class spiral in 2-D, 1,000 points per class, noise 0.2, generated with
+  seed 0; test = a fixed 20%.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from trainlab.errors import DataError
+from trainlab.registry import Registry
+
+if TYPE_CHECKING:
+    from trainlab.recipe import DataConfig
+
+__all__ = ["DATASETS", "RawData", "Splits", "load_splits", "check_labels", "check_features"]
+
+DATASETS = Registry("dataset", "data sources (data.name)")
+
+
+@dataclass
+class RawData:
+    """Arrays as read from the source: x (N, ...) float or uint8, y (N,) integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    classes: list[str]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Splits:
+    """Train / validation / test arrays, ready for preprocessing (x float32, y int64)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: list[str]
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+def check_labels(y: np.ndarray, source: str, num_classes: int | None = None) -> np.ndarray:
+    """Labels must be integers in [0, C); the first bad row is named in the error."""
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{source}: labels must be one-dimensional, got shape {y.shape}")
+    if y.dtype == object or y.dtype.kind not in "iufb":
+        raise DataError(f"{source}: labels must be integers, got dtype {y.dtype}")
+    if y.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise DataError(f"{source}: row {bad[0]}: label {y[bad[0]]} is not an integer")
+    y = y.astype(np.int64)
+    negative = np.flatnonzero(y < 0)
+    if negative.size:
+        raise DataError(f"{source}: row {negative[0]}: label {y[negative[0]]} is negative")
+    if num_classes is not None:
+        over = np.flatnonzero(y >= num_classes)
+        if over.size:
+            raise DataError(
+                f"{source}: row {over[0]}: label {y[over[0]]} is out of range [0, {num_classes})"
+            )
+    return y
+
+
+def check_features(x: np.ndarray, y: np.ndarray, source: str) -> np.ndarray:
+    """Numeric, finite features with one row per label; returns float32 (uint8 scaled to [0,1])."""
+    x = np.asarray(x)
+    if x.dtype == object or x.dtype.kind not in "iufb":
+        raise DataError(f"{source}: features must be numeric, got dtype {x.dtype}")
+    if x.ndim < 2:
+        raise DataError(f"{source}: features must have shape (N, ...), got {x.shape}")
+    if len(x) != len(y):
+        raise DataError(f"{source}: {len(x)} feature rows but {len(y)} labels")
+    out = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
+    if bad.size:
+        raise DataError(f"{source}: row {bad[0]}: features contain NaN or infinity")
+    return out
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed (seeded) permutation cut into (kept, held-out) index arrays."""
+    order = np.random.default_rng(seed).permutation(n)
+    held = int(round(n * fraction))
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Read the recipe's dataset, validate it and cut train / val / test."""
+    raw: RawData = DATASETS.get(cfg.name).factory(cfg)
+    classes = raw.classes
+    y_train = check_labels(raw.y_train, raw.source, len(classes))
+    x_train = check_features(raw.x_train, y_train, raw.source)
+    if raw.x_test is None:
+        keep, test = _split(len(x_train), cfg.test_fraction, cfg.split_seed)
+        x_train, y_train, x_test, y_test = (
+            x_train[keep],
+            y_train[keep],
+            x_train[test],
+            y_train[test],
+        )
+    else:
+        y_test = check_labels(raw.y_test, raw.source + " (test)", len(classes))
+        x_test = check_features(raw.x_test, y_test, raw.source + " (test)")
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise DataError(
+                f"{raw.source}: test examples have shape {x_test.shape[1:]}, "
+                f"train examples {x_train.shape[1:]}"
+            )
+    keep, val = _split(len(x_train), cfg.val_fraction, cfg.split_seed + 1)
+    if len(keep) == 0:
+        raise DataError(f"{raw.source}: no training examples left after the validation split")
+    return Splits(
+        x_train[keep],
+        y_train[keep],
+        x_train[val],
+        y_train[val],
+        x_test,
+        y_test,
+        classes,
+        raw.source,
+    )
+
+
+@DATASETS.register("digits")
+def digits(cfg: DataConfig) -> RawData:
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = bunch.images.astype(np.float32)[:, None]  # (N, 1, 8, 8), values 0..16
+    return RawData(x, bunch.target, None, None, [str(c) for c in range(10)], "digits")
+
+
+@DATASETS.register("mnist1d")
+def mnist1d(cfg: DataConfig) -> RawData:
+    """MNIST-1D (Greydanus, 2020): 4,000 / 1,000 length-40 sequences from make_dataset()."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    data = make_dataset(get_dataset_args())
+    x, x_test = data["x"].astype(np.float32)[:, None], data["x_test"].astype(np.float32)[:, None]
+    return RawData(x, data["y"], x_test, data["y_test"], [str(c) for c in range(10)], "mnist1d")
+
+
+@DATASETS.register("spiral")
+def spiral(cfg: DataConfig) -> RawData:
+    """cs231n's spiral: 3 interleaved arms in 2-D, 1,000 points each; not linearly separable."""
+    per_class, classes = 1000, 3
+    rng = np.random.default_rng(0)
+    xs, ys = [], []
+    for c in range(classes):
+        r = np.linspace(0.0, 1.0, per_class)
+        t = np.linspace(c * 4.0, (c + 1) * 4.0, per_class) + rng.normal(0, 0.2, per_class)
+        xs.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
+        ys.append(np.full(per_class, c))
+    x = np.concatenate(xs).astype(np.float32)
+    return RawData(x, np.concatenate(ys), None, None, ["0", "1", "2"], "spiral")

@@ -1,0 +1,24 @@
+"""Errors a user can fix: the CLI prints them as one line and exits with code 2.
+
+Anything else that escapes is a bug in trainlab and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TrainlabError(Exception):
+    """Base class for every error caused by the user's input (recipe, data, command line)."""
+
+    exit_code = 2
+
+
+class RecipeError(TrainlabError):
+    """A recipe key is unknown, has the wrong type, or an impossible value."""
+
+
+class DataError(TrainlabError):
+    """A dataset cannot be read or holds invalid values (names the file and row)."""
+
+
+class RunFolderError(TrainlabError):
+    """A run folder would be overwritten, or is missing what a command needs."""

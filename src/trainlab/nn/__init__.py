@@ -1,0 +1,1 @@
+"""Layers and their one-time-setup choices: activations, normalisation, initialisation, models."""

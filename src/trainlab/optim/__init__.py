@@ -1,0 +1,1 @@
+"""Optimisers (torch.optim, with parameter groups and the LR scaling rule) and LR schedules."""

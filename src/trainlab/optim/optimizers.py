@@ -1,0 +1,135 @@
+"""Optimisers by name: torch.optim underneath, with explicit parameter groups.
+
+Two kinds of weight penalty are kept apart, as lectures 001 and 004 insist:
+- ``regularization.l2`` adds l2/2 * sum(w^2) to the loss (see ``train.regularizers``): its
+  gradient goes through the optimiser, so under Adam it is rescaled per parameter;
+- ``optimizer.weight_decay`` is decoupled (Loshchilov and Hutter): w <- w - lr * wd * w applied
+  beside the update, never through the adaptive denominator. AdamW does this natively; for the
+  other optimisers trainlab applies the same shrink before ``step`` (their own ``weight_decay``
+  argument is the coupled L2 form, which would silently mean the other thing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainlab.registry import Registry
+
+__all__ = ["OPTIMIZERS", "OptimInfo", "param_groups", "scaled_lr", "create_optimizer"]
+
+OPTIMIZERS = Registry("optimizer", "parameter update rules (optimizer.name)")
+
+
+@dataclass(frozen=True)
+class OptimInfo:
+    """How the trainer must drive an optimiser (timm's OptimInfo idea)."""
+
+    needs_closure: bool = False  # L-BFGS re-evaluates the loss several times per step
+    native_decoupled_decay: bool = False  # AdamW
+
+
+def _register(name: str, summary: str, info: OptimInfo = OptimInfo()):
+    return OPTIMIZERS.register(name, summary, optim=info)
+
+
+@_register("sgd", "plain SGD: x -= lr * dx")
+def sgd(params, lr: float):
+    return torch.optim.SGD(params, lr=lr)
+
+
+@_register("momentum", "SGD + momentum: v = rho v + dx; x -= lr v")
+def momentum(params, lr: float, *, rho: float = 0.9, dampening: float = 0.0):
+    return torch.optim.SGD(params, lr=lr, momentum=rho, dampening=dampening)
+
+
+@_register("nesterov", "SGD + Nesterov momentum (look-ahead gradient)")
+def nesterov(params, lr: float, *, rho: float = 0.9):
+    return torch.optim.SGD(params, lr=lr, momentum=rho, nesterov=True)
+
+
+@_register("adagrad", "per-parameter lr scaled by the running sum of squared gradients")
+def adagrad(params, lr: float, *, eps: float = 1e-10):
+    return torch.optim.Adagrad(params, lr=lr, eps=eps)
+
+
+@_register("rmsprop", "leaky AdaGrad: running mean of squared gradients")
+def rmsprop(params, lr: float, *, decay_rate: float = 0.99, eps: float = 1e-8, rho: float = 0.0):
+    return torch.optim.RMSprop(params, lr=lr, alpha=decay_rate, eps=eps, momentum=rho)
+
+
+@_register("adam", "Adam with bias correction (beta1 0.9, beta2 0.999)")
+def adam(params, lr: float, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
+
+
+@_register("adamw", "Adam with decoupled weight decay", OptimInfo(native_decoupled_decay=True))
+def adamw(params, lr: float, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps)
+
+
+@_register("lbfgs", "full-batch L-BFGS with a closure", OptimInfo(needs_closure=True))
+def lbfgs(params, lr: float, *, max_iter: int = 20, history_size: int = 100):
+    return torch.optim.LBFGS(
+        params, lr=lr, max_iter=max_iter, history_size=history_size, line_search_fn="strong_wolfe"
+    )
+
+
+def is_no_decay(name: str, param: nn.Parameter, module: nn.Module) -> bool:
+    """Biases and normalisation parameters are not decayed (nanoGPT/timm convention)."""
+    return param.ndim <= 1 or isinstance(
+        module, nn.modules.batchnorm._NormBase | nn.LayerNorm | nn.GroupNorm
+    )
+
+
+def param_groups(model: nn.Module, decay_all: bool) -> list[dict]:
+    """Two groups, ``decay`` and ``no_decay``, each flagged so penalties know where they apply."""
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            (no_decay if not decay_all and is_no_decay(name, param, module) else decay).append(
+                param
+            )
+    groups = [{"params": decay, "decay": True}]
+    if no_decay:
+        groups.append({"params": no_decay, "decay": False})
+    return groups
+
+
+def scaled_lr(lr: float, batch_size: int, base_batch_size: int | None, rule: str) -> float:
+    """Goyal et al.'s rule: lr given for ``base_batch_size``, scaled linearly (or by sqrt)."""
+    if rule == "none" or base_batch_size is None:
+        return lr
+    ratio = batch_size / base_batch_size
+    return lr * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+def create_optimizer(
+    name: str, params: dict, model: nn.Module, lr: float, decay_all: bool, weight_decay: float
+) -> torch.optim.Optimizer:
+    """The registered optimiser over the model's parameter groups; decoupled decay set up."""
+    entry = OPTIMIZERS.get(name)
+    groups = param_groups(model, decay_all)
+    if name == "lbfgs" and len(groups) > 1:  # LBFGS takes one group only
+        groups = [{"params": [p for g in groups for p in g["params"]], "decay": True}]
+    opt = entry.factory(groups, lr, **params)
+    native = entry.info["optim"].native_decoupled_decay
+    for group in opt.param_groups:
+        wd = weight_decay if group["decay"] else 0.0
+        group["weight_decay"] = wd if native else 0.0
+        group["decoupled_wd"] = 0.0 if native else wd
+    return opt
+
+
+@torch.no_grad()
+def apply_decoupled_decay(opt: torch.optim.Optimizer) -> None:
+    """w <- w * (1 - lr * wd) for optimisers without native decoupled decay (call before step)."""
+    for group in opt.param_groups:
+        wd = group.get("decoupled_wd", 0.0)
+        if wd:
+            torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)

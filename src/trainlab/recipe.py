@@ -1,0 +1,388 @@
+"""The recipe: one YAML file that says everything about a training run, validated before it runs.
+
+A recipe is data, never code. Every section is a pydantic model with ``extra="forbid"``, so a
+misspelled key is refused with the closest valid one. Sections that pick a registered component
+(``model.activation``, ``loss``, ``optimizer``, ``schedule``, ...) take either the bare name or a
+mapping ``{name: ..., param: value}``; their parameters are checked against the component's own
+signature and every default is filled in, so the resolved recipe written to a run folder states
+every choice and can be re-run as is.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from trainlab.errors import RecipeError
+from trainlab.registry import REGISTRIES, closest
+
+__all__ = ["Recipe", "load_recipe", "apply_overrides", "DEFAULT_RECIPE", "recipe_to_yaml"]
+
+DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "digits.yaml"
+
+
+def _registry(kind: str):
+    """The registry of ``kind``, importing the component catalogue on first use."""
+    import trainlab.catalog  # noqa: F401  (registers every component)
+
+    return REGISTRIES[kind]
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors; assignments are re-validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+class Named(BaseModel):
+    """A registered component chosen by ``name`` with its own parameters beside it.
+
+    ``relu`` and ``{name: relu}`` mean the same. Extra keys must be parameters of the component's
+    factory; missing ones are filled with the factory's defaults.
+    """
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    kind: ClassVar[str] = ""
+    own_fields: ClassVar[tuple[str, ...]] = ()
+    name: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_params(self) -> Named:
+        registry = _registry(self.kind)
+        if self.name not in registry:
+            raise ValueError(registry.unknown_message(self.name))
+        accepted = registry.get(self.name).params()
+        extras = dict(self.model_extra or {})
+        for key in extras:
+            if key not in accepted:
+                hint = closest(key, list(accepted) + list(self.own_fields))
+                did = f" did you mean {hint!r}?" if hint else ""
+                valid = ", ".join(list(accepted) + list(self.own_fields)) or "none"
+                raise ValueError(
+                    f"{self.kind} {self.name!r} has no parameter {key!r};{did} valid: {valid}"
+                )
+        for key, default in accepted.items():
+            if key not in extras:
+                setattr(self, key, default)
+        return self
+
+    def params(self) -> dict[str, Any]:
+        """The component's parameters (everything but ``name`` and the section's own fields)."""
+        return {k: v for k, v in (self.model_extra or {}).items()}
+
+    def build(self, **context: Any) -> Any:
+        """Build the component, passing ``context`` (e.g. channels) beside the recipe's params."""
+        return _registry(self.kind).get(self.name).factory(**self.params(), **context)
+
+
+def named(kind: str) -> type[Named]:
+    """A Named subclass bound to one registry (``named("activation")``)."""
+    return type(f"{kind.title()}Spec", (Named,), {"kind": kind, "__module__": __name__})
+
+
+ActivationSpec = named("activation")
+NormSpec = named("norm")
+InitSpec = named("init")
+LossSpec = named("loss")
+AugmentSpec = named("augment")
+
+
+class DataConfig(Section):
+    """Where the examples come from and how validation is carved out of the training split."""
+
+    name: str = Field("digits", description="registered dataset (trainlab list dataset)")
+    path: str | None = None
+    test_path: str | None = None
+    labels_path: str | None = None
+    label_column: str = "label"
+    image_size: int | None = Field(None, gt=0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
+    cache_dir: str | None = None
+    loader: Literal["auto", "device", "dataloader"] = "auto"
+    num_workers: int = Field(2, ge=0)
+    max_resident_mb: int = Field(4096, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        registry = _registry("dataset")
+        if name not in registry:
+            raise ValueError(registry.unknown_message(name))
+        return name
+
+
+class PreprocessConfig(Section):
+    """Input normalisation fitted on the training split only, applied identically everywhere."""
+
+    name: str = "standardize"
+    eps: float = Field(1e-5, gt=0.0)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        registry = _registry("preprocess")
+        if name not in registry:
+            raise ValueError(registry.unknown_message(name))
+        return name
+
+
+class ModelConfig(Section):
+    """Architecture plus the one-time-setup choices every model takes from the recipe."""
+
+    name: str = "mlp"
+    widths: list[int] = Field(default_factory=lambda: [128], description="mlp hidden widths")
+    channels: list[int] = Field(
+        default_factory=lambda: [32, 64], description="convnet/resnet width of each stage"
+    )
+    depth: int = Field(2, ge=1, description="convs (convnet) or blocks (resnet) per stage")
+    kernel_size: int = Field(3, ge=1)
+    activation: ActivationSpec = Field(default_factory=lambda: ActivationSpec(name="relu"))
+    norm: NormSpec = Field(default_factory=lambda: NormSpec(name="none"))
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability (inverted dropout)")
+    init: InitSpec = Field(default_factory=lambda: InitSpec(name="kaiming_normal"))
+    zero_init_residual: bool = False
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="torchvision/user class args")
+
+    @field_validator("widths", "channels")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v <= 0 for v in values):
+            raise ValueError(f"every width must be a positive integer, got {values}")
+        return values
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        registry = _registry("model")
+        if name not in registry and ":" not in name and not name.startswith("tv."):
+            raise ValueError(
+                registry.unknown_message(name)
+                + " (or tv.NAME for torchvision, package.module:Class for your own)"
+            )
+        return name
+
+
+class OptimizerConfig(Named):
+    """torch.optim underneath; ``lr`` is given for ``base_batch_size`` and scaled if asked."""
+
+    kind: ClassVar[str] = "optimizer"
+    own_fields: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "base_batch_size", "lr_scaling")
+    name: str = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay (AdamW style)")
+    base_batch_size: int | None = Field(None, gt=0)
+    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+
+
+class ScheduleConfig(Named):
+    """Learning-rate multiplier as a pure function of the step, after an optional linear warm-up."""
+
+    kind: ClassVar[str] = "schedule"
+    own_fields: ClassVar[tuple[str, ...]] = ("warmup_epochs", "warmup_steps")
+    name: str = "constant"
+    warmup_epochs: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(0, ge=0)
+
+
+class RegularizationConfig(Section):
+    """Penalties added to the loss. Decoupled weight decay lives in ``optimizer.weight_decay``."""
+
+    l2: float = Field(0.0, ge=0.0, description="adds l2/2 * sum(w^2) to the loss")
+    decay_bias_and_norm: bool = Field(
+        False, description="also penalise/decay biases and normalisation parameters"
+    )
+
+
+class EarlyStoppingConfig(Section):
+    """Stop when the validation metric has not improved for ``patience`` evaluations."""
+
+    metric: Literal["val_loss", "val_acc"] = "val_loss"
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
+class TrainingConfig(Section):
+    """How long, how many examples per step, and the numerics of each step."""
+
+    epochs: int = Field(10, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="stop after this many steps")
+    batch_size: int = Field(64, gt=0)
+    drop_last: bool = True
+    grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: str = "auto"
+    deterministic: bool = False
+    early_stopping: EarlyStoppingConfig | None = None
+    log_every: int = Field(20, gt=0, description="steps between logged training metrics")
+    checkpoint_every: int = Field(1, gt=0, description="epochs between 'last' checkpoints")
+    progress: bool = True
+
+
+class EvaluationConfig(Section):
+    """Validation cadence and metrics."""
+
+    every: int = Field(1, gt=0, description="evaluate on validation every N epochs")
+    batch_size: int = Field(1024, gt=0)
+    topk: int | None = Field(None, gt=1, description="top-k accuracy; default 5 when C > 5")
+
+
+class Recipe(Section):
+    """A whole training run. ``Recipe.model_validate(dict)`` or :func:`load_recipe`."""
+
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    augment: list[AugmentSpec] = Field(default_factory=list)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossSpec = Field(default_factory=lambda: LossSpec(name="cross_entropy"))
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> Recipe:
+        epochs = self.training.epochs
+        if self.schedule.warmup_epochs >= epochs:
+            raise ValueError(
+                f"schedule.warmup_epochs={self.schedule.warmup_epochs} is not shorter than "
+                f"training.epochs={epochs}"
+            )
+        max_steps = self.training.max_steps
+        if max_steps is not None and self.schedule.warmup_steps >= max_steps:
+            raise ValueError(
+                f"schedule.warmup_steps={self.schedule.warmup_steps} is not shorter than "
+                f"training.max_steps={max_steps}"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        return recipe_to_yaml(self)
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML, every default written out, in the schema's key order."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# loading, overrides and error messages
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override's value as YAML (``0.1``, ``true``, ``[1, 2]``); a bad one stays text."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides to a raw recipe mapping (validated afterwards, like the file)."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise RecipeError(f"override {item!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01")
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if isinstance(child, str):  # `activation: relu` + `activation.alpha=...`
+                child = {"name": child}
+            elif not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        node[parts[-1]] = _parse_value(text)
+    return raw
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Valid keys of the section reached by ``loc`` (for did-you-mean on an unknown key)."""
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type)]
+        candidates = [ann, *args]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return list(getattr(model, "model_fields", {})) if model is not None else []
+
+
+def _one_line(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    path = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        hint = closest(str(loc[-1]), _fields_at(loc[:-1]))
+        parent = ".".join(str(p) for p in loc[:-1])
+        if hint:
+            return f"{path}: unknown key; did you mean {parent + '.' if parent else ''}{hint}?"
+        return f"{path}: unknown key; valid: {', '.join(_fields_at(loc[:-1]))}"
+    msg = err["msg"].removeprefix("Value error, ")
+    param = re.search(r"has no parameter '([^']+)'", msg)
+    if param:  # name the offending key itself, not only its section
+        path = f"{path}.{param.group(1)}" if path else param.group(1)
+    if kind == "value_error":  # our own validators already name the value
+        return msg if not loc else f"{path}: {msg}"
+    return f"{path}: {msg} (got {err.get('input')!r})"
+
+
+def validate(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    """Validate a raw mapping; the first problem becomes a one-line RecipeError naming the key."""
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RecipeError(f"{source}: {_one_line(first)}") from None
+
+
+def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+    """Read a YAML recipe (the shipped default when ``path`` is None), apply overrides, validate."""
+    file = Path(path) if path is not None else DEFAULT_RECIPE
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{file}: recipe file not found") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{file}: cannot read recipe ({type(exc).__name__})") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{file}:{where} invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(
+            f"{file}: a recipe must be a mapping of sections, got {type(raw).__name__}"
+        )
+    raw.setdefault("name", file.stem)
+    return validate(apply_overrides(raw, overrides or []), source=str(file))

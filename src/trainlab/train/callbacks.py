@@ -1,0 +1,225 @@
+"""Callbacks: features that hang on the training loop through a small set of events.
+
+Events, in the order the loop calls them: ``on_fit_start``, ``on_epoch_start``,
+``on_batch_end`` (every step), ``on_log`` (every ``training.log_every`` steps, with host numbers),
+``on_eval_end`` (after each validation; a pruner or early stopping reads it), ``on_epoch_end``,
+``on_fit_end``. A callback with state implements ``state_dict``/``load_state_dict`` and is saved in
+every checkpoint under its ``key``. Only callbacks that override an event are called for it, so an
+unused per-step event costs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainlab.train.loop import Trainer
+
+__all__ = ["Callback", "CallbackList", "MetricsLog", "EarlyStopping", "ProgressBar"]
+
+EVENTS = (
+    "on_fit_start",
+    "on_epoch_start",
+    "on_batch_end",
+    "on_log",
+    "on_eval_end",
+    "on_epoch_end",
+    "on_fit_end",
+)
+
+
+class Callback:
+    """Base class: override the events you need."""
+
+    key = ""  # non-empty: state saved in checkpoints under this name
+
+    def on_fit_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_start(self, trainer: Trainer) -> None: ...
+    def on_batch_end(self, trainer: Trainer) -> None: ...
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Trainer) -> None: ...
+    def on_fit_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class CallbackList:
+    """Dispatches each event to the callbacks that override it."""
+
+    def __init__(self, callbacks: list[Callback]) -> None:
+        self.callbacks = callbacks
+        self._by_event = {
+            event: [
+                getattr(cb, event)
+                for cb in callbacks
+                if getattr(type(cb), event) is not getattr(Callback, event)
+            ]
+            for event in EVENTS
+        }
+
+    def __call__(self, event: str, *args: Any) -> None:
+        for fn in self._by_event[event]:
+            fn(*args)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {cb.key: cb.state_dict() for cb in self.callbacks if cb.key}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            if cb.key and cb.key in state:
+                cb.load_state_dict(state[cb.key])
+
+
+class MetricsLog(Callback):
+    """Appends every logged record and every evaluation to ``metrics.jsonl`` (one JSON a line)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.file = self.path.open("a", encoding="utf-8")
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self._write(record)
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self._write({"step": trainer.step, "epoch": trainer.epoch + 1, **metrics})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.file:
+            self.file.close()
+            self.file = None
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation metric has not improved for ``patience`` evaluations.
+
+    Keeps a copy of the best weights in memory and puts them back at the end (``restore_best``),
+    so the test figures and the saved final model are those of the best validation epoch.
+    """
+
+    key = "early_stopping"
+
+    def __init__(self, metric: str, patience: int, min_delta: float, restore_best: bool) -> None:
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.restore_best = restore_best
+        self.sign = -1.0 if metric.endswith("loss") else 1.0
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad = 0
+        self.best_weights: dict | None = None
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics[self.metric]
+        if self.best is None or self.sign * (value - self.best) > self.min_delta:
+            self.best, self.best_epoch, self.bad = value, trainer.epoch + 1, 0
+            if self.restore_best:
+                self.best_weights = copy.deepcopy(trainer.model.state_dict())
+        else:
+            self.bad += 1
+            if self.bad >= self.patience:
+                trainer.stop(
+                    f"early stopping: {self.metric} has not improved for "
+                    f"{self.patience} evaluations (best {self.best:.4g} at epoch "
+                    f"{self.best_epoch})"
+                )
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.restore_best and self.best_weights is not None:
+            trainer.model.load_state_dict(self.best_weights)
+        trainer.best_epoch = self.best_epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "bad": self.bad,
+            "best_weights": self.best_weights,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.bad = state["best"], state["best_epoch"], state["bad"]
+        self.best_weights = state["best_weights"]
+
+
+class ProgressBar(Callback):
+    """A rich progress bar over all steps, showing loss, accuracy, lr and throughput."""
+
+    def __init__(self, total_steps: int, enabled: bool) -> None:
+        self.total, self.enabled = total_steps, enabled
+        self.progress = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=self.total, completed=trainer.step, epoch=trainer.epoch + 1, stats=""
+        )
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        if self.progress is None:
+            return
+        stats = (
+            f"loss {record['loss']:.4f}  acc {record['acc']:.3f}  lr {record['lr']:.2e}  "
+            f"{record['samples_per_s']:,.0f} samples/s"
+        )
+        self.progress.update(
+            self.task, completed=trainer.step, epoch=trainer.epoch + 1, stats=stats
+        )
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        if self.progress is not None and "val_acc" in metrics:
+            self.progress.console.print(
+                f"epoch {trainer.epoch + 1}: val_loss {metrics['val_loss']:.4f}  "
+                f"val_acc {metrics['val_acc']:.4f}"
+            )
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=trainer.step)
+            self.progress.stop()
+            self.progress = None
+
+
+class Timer:
+    """Wall-clock helper for throughput (monotonic)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start

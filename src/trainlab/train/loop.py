@@ -1,0 +1,445 @@
+"""The training loop: recipe -> data -> model -> optimiser/schedule -> steps -> run folder.
+
+Read :meth:`Trainer._train_epoch` top to bottom: that is the whole step. Everything optional
+(logging, progress, early stopping, checkpoints) is a callback. The step has no host sync: loss
+and accuracy accumulate on the device and are read back only every ``training.log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainlab.data.augment import Pipeline
+from trainlab.data.datasets import Splits, load_splits
+from trainlab.data.loaders import DeviceLoader, WorkerLoader, eval_batches
+from trainlab.data.preprocess import Preprocessor, create_preprocessor
+from trainlab.errors import RecipeError
+from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
+from trainlab.nn.models import create_model
+from trainlab.optim.optimizers import (
+    OPTIMIZERS,
+    apply_decoupled_decay,
+    create_optimizer,
+    scaled_lr,
+)
+from trainlab.optim.schedules import create_schedule
+from trainlab.recipe import Recipe
+from trainlab.train import checkpoint as ckpt
+from trainlab.train.callbacks import (
+    Callback,
+    CallbackList,
+    EarlyStopping,
+    MetricsLog,
+    ProgressBar,
+)
+from trainlab.train.losses import LOSSES
+
+__all__ = ["Trainer", "seed_everything", "pick_device", "num_outputs"]
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; optionally make torch refuse non-deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        import os
+
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RecipeError(f"training.device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"training.device={name!r}: no CUDA device is available here")
+    return device
+
+
+def num_outputs(loss_name: str, num_classes: int) -> int:
+    """One logit for binary cross-entropy on two classes, else one score per class."""
+    return 1 if loss_name == "bce" and num_classes == 2 else num_classes
+
+
+def autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:
+    """bf16 autocast where the device supports it (``auto``: CUDA with bf16 only)."""
+    bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if not bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+class Trainer:
+    """Owns the model, data, optimiser and counters of one run; ``fit()`` trains it."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        callbacks: list[Callback] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.recipe, self.run_dir = recipe, run_dir
+        tcfg = recipe.training
+        seed_everything(recipe.seed, tcfg.deterministic)
+        self.device = pick_device(tcfg.device)
+        self.autocast = autocast_factory(tcfg.precision, self.device)
+        self.splits: Splits = load_splits(recipe.data)
+        self.num_classes = self.splits.num_classes
+        self.loss_fn = LOSSES.build(recipe.loss.name, **recipe.loss.params())
+        self.eval_loss_fn = LOSSES.build(recipe.loss.name, **_no_smoothing(recipe.loss.params()))
+        self.preprocess = self._fit_preprocess()
+        self.model = create_model(
+            recipe.model, self.splits.in_shape, num_outputs(recipe.loss.name, self.num_classes)
+        ).to(self.device)
+        self.optim_info = OPTIMIZERS.get(recipe.optimizer.name).info["optim"]
+        self.loader = self._make_loader()
+        self.steps_per_epoch = 1 if self.optim_info.needs_closure else len(self.loader)
+        self.total_steps = tcfg.epochs * self.steps_per_epoch
+        if tcfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, tcfg.max_steps)
+        self._make_optimizer()
+        self.step, self.epoch, self.best_epoch = 0, 0, 0
+        self.stop_reason: str | None = None
+        self.topk = recipe.evaluation.topk or (5 if self.num_classes > 5 else None)
+        self.callbacks = CallbackList(self._default_callbacks(progress) + list(callbacks or []))
+
+    # ------------------------------------------------------------------------------------------
+    # set-up
+
+    def _fit_preprocess(self) -> Preprocessor:
+        pre = create_preprocessor(self.recipe.preprocess.name, self.recipe.preprocess.eps)
+        return pre.fit(torch.from_numpy(self.splits.x_train)).to(self.device)
+
+    def _make_loader(self) -> DeviceLoader | WorkerLoader:
+        data, tcfg = self.recipe.data, self.recipe.training
+        augment = Pipeline([spec.build() for spec in self.recipe.augment])
+        x = torch.from_numpy(self.splits.x_train)
+        y = torch.from_numpy(self.splits.y_train)
+        nbytes = sum(a.nbytes for a in (self.splits.x_train, self.splits.x_val, self.splits.x_test))
+        resident = data.loader == "device" or (
+            data.loader == "auto" and nbytes <= data.max_resident_mb * 2**20
+        )
+        if resident:
+            with torch.no_grad():
+                xd = self.preprocess(x.to(self.device))
+            return DeviceLoader(
+                xd, y.to(self.device), tcfg.batch_size, tcfg.drop_last, augment, self.recipe.seed
+            )
+        return WorkerLoader(
+            x,
+            y,
+            tcfg.batch_size,
+            tcfg.drop_last,
+            augment,
+            self.recipe.seed,
+            self.preprocess,
+            self.device,
+            data.num_workers,
+        )
+
+    def _make_optimizer(self) -> None:
+        ocfg, rcfg, tcfg = self.recipe.optimizer, self.recipe.regularization, self.recipe.training
+        self.base_lr = scaled_lr(ocfg.lr, tcfg.batch_size, ocfg.base_batch_size, ocfg.lr_scaling)
+        self.optimizer = create_optimizer(
+            ocfg.name,
+            ocfg.params(),
+            self.model,
+            self.base_lr,
+            rcfg.decay_bias_and_norm,
+            ocfg.weight_decay,
+        )
+        scfg = self.recipe.schedule
+        warmup = scfg.warmup_steps or round(scfg.warmup_epochs * self.steps_per_epoch)
+        if warmup >= self.total_steps:
+            raise RecipeError(
+                f"schedule: warm-up of {warmup} steps is not shorter than the "
+                f"{self.total_steps} training steps"
+            )
+        self.lr_mult = create_schedule(
+            scfg.name, scfg.params(), self.base_lr, self.steps_per_epoch, warmup, self.total_steps
+        )
+        self.decay_params = [
+            p for g in self.optimizer.param_groups if g["decay"] for p in g["params"]
+        ]
+        self.decoupled = any(g.get("decoupled_wd") for g in self.optimizer.param_groups)
+
+    def _default_callbacks(self, progress: bool) -> list[Callback]:
+        tcfg = self.recipe.training
+        cbs: list[Callback] = [MetricsLog(self.run_dir / "metrics.jsonl")]
+        if tcfg.early_stopping is not None:
+            es = tcfg.early_stopping
+            cbs.append(EarlyStopping(es.metric, es.patience, es.min_delta, es.restore_best))
+        cbs.append(Checkpointer(self.run_dir / "checkpoints", tcfg.checkpoint_every))
+        cbs.append(ProgressBar(self.total_steps, progress and tcfg.progress))
+        return cbs
+
+    # ------------------------------------------------------------------------------------------
+    # the loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train to the end (or an early stop), evaluate on test, write summary.json."""
+        start = time.perf_counter()
+        start_step = self.step
+        self.callbacks("on_fit_start", self)
+        try:
+            while self.epoch < self.recipe.training.epochs and self.step < self.total_steps:
+                self.callbacks("on_epoch_start", self)
+                self._train_epoch()
+                last = (
+                    self.step >= self.total_steps or self.epoch + 1 == self.recipe.training.epochs
+                )
+                if len(self.splits.x_val) and (
+                    (self.epoch + 1) % self.recipe.evaluation.every == 0 or last
+                ):
+                    self.callbacks("on_eval_end", self, self.evaluate_split("val"))
+                self.callbacks("on_epoch_end", self)
+                self.epoch += 1
+                if self.stop_reason:
+                    break
+        finally:
+            self.callbacks("on_fit_end", self)
+        wall = time.perf_counter() - start
+        return self._finish(wall, (self.step - start_step) * self.loader.batch_size)
+
+    def _train_epoch(self) -> None:
+        model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
+        model.train()
+        if self.optim_info.needs_closure:
+            return self._full_batch_step()
+        clip = self.recipe.training.grad_clip
+        log_every = self.recipe.training.log_every
+        start = self.step - self.epoch * self.steps_per_epoch
+        sums = torch.zeros(2, device=self.device)  # loss, correct (since the last log)
+        seen, tick = 0, time.perf_counter()
+        for xb, yb in self.loader.epoch(self.epoch, start):
+            lr = self._set_lr()
+            with self.autocast():
+                scores = model(xb)
+            loss = loss_fn(scores.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            (loss + self._penalty()).backward() if self.decay_penalty else loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+            if self.decoupled:
+                apply_decoupled_decay(opt)
+            opt.step()
+            self.step += 1
+            seen += len(yb)
+            with torch.no_grad():
+                sums[0] += loss.detach() * len(yb)
+                sums[1] += (predictions(scores) == hard_labels(yb)).sum()
+            self.callbacks("on_batch_end", self)
+            if self.step % log_every == 0 or self.step >= self.total_steps:
+                tick = self._log(sums, seen, lr, tick)
+                seen = 0
+            if self.step >= self.total_steps:
+                break
+
+    def _full_batch_step(self) -> None:
+        """One L-BFGS step on the whole training split (no noise, as the lecture advises)."""
+        x, y = self.loader.full_batch()
+        lr = self._set_lr()
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss_fn(self.model(x).float(), y)
+            total = loss + self._penalty() if self.decay_penalty else loss
+            total.backward()
+            return total
+
+        tick = time.perf_counter()
+        self.optimizer.step(closure)
+        self.step += 1
+        with torch.no_grad():
+            scores = self.model(x).float()
+            sums = torch.stack(
+                [
+                    self.loss_fn(scores, y) * len(y),
+                    (predictions(scores) == hard_labels(y)).sum().float(),
+                ]
+            )
+        self._log(sums, len(y), lr, tick)
+
+    @property
+    def decay_penalty(self) -> bool:
+        return self.recipe.regularization.l2 > 0
+
+    def _penalty(self) -> torch.Tensor:
+        """l2/2 * sum of squared decayed weights: the L2 term added to the loss (lecture 004)."""
+        l2 = self.recipe.regularization.l2
+        return 0.5 * l2 * sum(p.pow(2).sum() for p in self.decay_params)
+
+    def _set_lr(self) -> float:
+        lr = self.base_lr * self.lr_mult(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _log(self, sums: torch.Tensor, seen: int, lr: float, tick: float) -> float:
+        now = time.perf_counter()
+        loss, correct = sums.tolist()  # the one host sync per logging window
+        sums.zero_()
+        record = {
+            "step": self.step,
+            "epoch": round(self.step / self.steps_per_epoch, 4),
+            "loss": loss / max(seen, 1),
+            "acc": correct / max(seen, 1),
+            "lr": lr,
+            "samples_per_s": seen / max(now - tick, 1e-9),
+        }
+        self.callbacks("on_log", self, record)
+        return now
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current epoch (early stopping, pruning)."""
+        self.stop_reason = reason
+
+    # ------------------------------------------------------------------------------------------
+    # evaluation, state and the end of the run
+
+    def evaluate_split(self, split: str, confusion: bool = False):
+        x = torch.from_numpy(getattr(self.splits, f"x_{split}"))
+        y = torch.from_numpy(getattr(self.splits, f"y_{split}"))
+        batches = eval_batches(
+            x, y, self.recipe.evaluation.batch_size, self.preprocess, self.device
+        )
+        metrics, conf = evaluate_model(
+            self.model,
+            batches,
+            self.eval_loss_fn,
+            self.num_classes,
+            self.topk,
+            split,
+            self.autocast,
+            confusion,
+        )
+        return (metrics, conf) if confusion else metrics
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """Model weights and preprocessing statistics: everything needed to predict."""
+        out = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        out.update({f"preprocess.{k}": v for k, v in self.preprocess.state_dict().items()})
+        return out
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        model = {k[6:]: v for k, v in weights.items() if k.startswith("model.")}
+        pre = {k[11:]: v for k, v in weights.items() if k.startswith("preprocess.")}
+        try:
+            self.model.load_state_dict(model, strict=True)
+            self.preprocess.load_state_dict(pre, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            raise RecipeError(
+                f"checkpoint does not fit this recipe's model: {' '.join(first[:2])}"
+            ) from None
+        self.preprocess.to(self.device)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "epoch": self.epoch + 1,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": ckpt.rng_state(),
+            "callbacks": self.callbacks.state_dict(),
+        }
+
+    def resume(self) -> None:
+        """Continue from the run folder's last checkpoint (weights, optimiser, RNG, callbacks)."""
+        weights, state = ckpt.load_checkpoint(self.run_dir / "checkpoints", "last")
+        self.load_weights(weights)
+        if isinstance(self.loader, DeviceLoader):  # re-apply the restored preprocessing
+            with torch.no_grad():
+                self.loader.x = self.preprocess(
+                    torch.from_numpy(self.splits.x_train).to(self.device)
+                )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.callbacks.load_state_dict(state["callbacks"])
+        ckpt.set_rng_state(state["rng"])
+        _truncate_log(self.run_dir / "metrics.jsonl", self.step)
+
+    def _finish(self, wall: float, samples: int) -> dict[str, Any]:
+        ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
+        test = self.evaluate_split("test")
+        summary = {
+            **test,
+            "best_epoch": self.best_epoch or self.epoch,
+            "epochs_run": self.epoch,
+            "steps": self.step,
+            "wall_s": round(wall, 3),
+            "samples_per_s": round(samples / max(wall, 1e-9), 1),
+            "stop_reason": self.stop_reason,
+            "device": str(self.device),
+            "num_params": sum(p.numel() for p in self.model.parameters()),
+            "run_dir": str(self.run_dir),
+        }
+        ckpt.atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+        return summary
+
+
+class Checkpointer(Callback):
+    """Saves ``last`` every ``every`` epochs (and at the end) and ``best`` on validation gains."""
+
+    def __init__(self, root: Path, every: int, metric: str = "val_acc") -> None:
+        self.root, self.every, self.metric = root, every, metric
+        self.best: float | None = None
+
+    key = "checkpointer"
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        value = metrics.get(self.metric)
+        if value is not None and (self.best is None or value > self.best):
+            self.best = value
+            trainer.best_epoch = trainer.epoch + 1
+            ckpt.save_checkpoint(
+                self.root,
+                "best",
+                trainer.step,
+                trainer.weights(),
+                {"step": trainer.step, "epoch": trainer.epoch + 1, self.metric: value},
+            )
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        done = trainer.step >= trainer.total_steps or trainer.stop_reason is not None
+        if (trainer.epoch + 1) % self.every == 0 or done:
+            ckpt.save_checkpoint(
+                self.root, "last", trainer.step, trainer.weights(), trainer.state()
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state["best"]
+
+
+def _no_smoothing(params: dict[str, Any]) -> dict[str, Any]:
+    """Evaluation reports the plain loss: label smoothing is a training-only regulariser."""
+    return {k: (0.0 if k == "label_smoothing" else v) for k, v in params.items()}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (no duplicate steps)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    ckpt.atomic_write(path, ("\n".join(kept) + "\n" if kept else "").encode())

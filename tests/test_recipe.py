@@ -1,0 +1,101 @@
+"""The recipe schema: defaults, overrides, and one-line errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from trainlab.errors import RecipeError
+from trainlab.recipe import DEFAULT_RECIPE, Recipe, apply_overrides, load_recipe, validate
+
+
+def test_default_recipe_loads_and_fills_every_default():
+    recipe = load_recipe()
+    assert recipe.data.name == "digits"
+    dumped = recipe.model_dump(mode="json")
+    assert dumped["optimizer"]["beta2"] == 0.999  # a factory default, written out
+    assert dumped["schedule"]["final_lr"] == 0.0
+    assert dumped["model"]["activation"] == {"name": "relu"}
+
+
+def test_resolved_recipe_round_trips(tmp_path: Path):
+    recipe = load_recipe(None, ["model.activation={name: leaky_relu, alpha: 0.1}", "seed=3"])
+    path = tmp_path / "r.yaml"
+    path.write_text(recipe.to_yaml())
+    again = load_recipe(path)
+    assert again == recipe
+    assert again.model.activation.params() == {"alpha": 0.1}
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("model.activaton=relu", "model.activaton: unknown key; did you mean model.activation?"),
+        ("trainng.epochs=3", "trainng: unknown key; did you mean training?"),
+        ("optimizer.lr=-1", "optimizer.lr: Input should be greater than 0"),
+        ("optimizer.lr=.nan", "optimizer.lr"),
+        ("model.dropout=1.0", "model.dropout: Input should be less than 1"),
+        ("model.dropout=-0.1", "model.dropout"),
+        ("training.batch_size=0", "training.batch_size: Input should be greater than 0"),
+        ("training.epochs=abc", "training.epochs: Input should be a valid integer"),
+        ("schedule.warmup_epochs=50", "schedule.warmup_epochs=50.0 is not shorter than"),
+        ("model.activation=relux", "unknown activation 'relux'; did you mean 'relu'?"),
+        ("optimizer.name=sgd", ""),  # valid
+        ("optimizer.rho=0.9", "optimizer.rho: optimizer 'adamw' has no parameter 'rho'"),
+        ("model.activation.alpah=3", "model.activation.alpah"),
+        ("data.name=digitz", "did you mean 'digits'?"),
+        ("loss.label_smoothing=0.1", ""),
+        ("model.widths=[0]", "model.widths"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key(override: str, expected: str):
+    if not expected:
+        load_recipe(None, [override])
+        return
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, [override])
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+    assert message.startswith(str(DEFAULT_RECIPE))
+
+
+def test_overrides_parse_yaml_values():
+    raw = apply_overrides({}, ["a.b=0.5", "a.c=[1, 2]", "d=true", "e=text"])
+    assert raw == {"a": {"b": 0.5, "c": [1, 2]}, "d": True, "e": "text"}
+    with pytest.raises(RecipeError, match="expected KEY=VALUE"):
+        apply_overrides({}, ["=3"])
+
+
+def test_shorthand_becomes_mapping_when_overriding_a_param():
+    recipe = load_recipe(None, ["model.activation=leaky_relu", "model.activation.alpha=0.2"])
+    assert recipe.model.activation.name == "leaky_relu"
+    assert recipe.model.activation.params() == {"alpha": 0.2}
+
+
+def test_yaml_python_tags_are_refused(tmp_path: Path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['touch pwned']\n")
+    with pytest.raises(RecipeError, match="invalid YAML"):
+        load_recipe(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_recipe_must_be_a_mapping(tmp_path: Path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(RecipeError, match="must be a mapping"):
+        load_recipe(path)
+
+
+def test_every_shipped_recipe_is_valid():
+    for path in sorted(DEFAULT_RECIPE.parent.glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert isinstance(validate(raw, str(path)), Recipe)
+
+
+def test_missing_file_is_a_recipe_error(tmp_path: Path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")

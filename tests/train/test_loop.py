@@ -1,0 +1,195 @@
+"""The training loop end to end on real (small) data, through the Python API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import trainlab
+from trainlab.recipe import load_recipe
+from trainlab.train.callbacks import Callback
+from trainlab.train.loop import Trainer
+
+FAST = ["training.progress=false"]
+
+
+def _mlp_digits(*extra: str) -> list[str]:
+    return [*FAST, "model.name=mlp", "model.widths=[64]", "augment=[]", "training.epochs=3", *extra]
+
+
+def test_train_writes_a_complete_run_folder(tmp_path: Path):
+    summary = trainlab.train(None, _mlp_digits(), out=tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("recipe.yaml", "metrics.jsonl", "model.safetensors", "summary.json"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "summary.json").read_text()) == summary
+    assert summary["epochs_run"] == 3 and summary["test_acc"] > 0.85
+    assert {"test_loss", "test_top5", "best_epoch", "wall_s", "samples_per_s"} <= set(summary)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in records if "loss" in r]
+    assert train_steps == sorted(set(train_steps))
+    assert sum("val_acc" in r for r in records) == 3
+    # the resolved recipe re-runs as is
+    assert load_recipe(run / "recipe.yaml") == trainlab.resolve_recipe(None, _mlp_digits())
+    again = trainlab.train(run / "recipe.yaml", out=tmp_path / "again", progress=False)
+    assert again["test_loss"] == summary["test_loss"]  # same seed, same data order: same result
+
+
+def test_seed_changes_the_trace_and_only_the_seed(tmp_path: Path):
+    a = trainlab.train(None, _mlp_digits("seed=1"), out=tmp_path / "a", progress=False)
+    b = trainlab.train(None, _mlp_digits("seed=2"), out=tmp_path / "b", progress=False)
+    c = trainlab.train(None, _mlp_digits("seed=1"), out=tmp_path / "c", progress=False)
+    assert a["test_loss"] == c["test_loss"]
+    assert a["test_loss"] != b["test_loss"]
+
+
+class _Crash(Callback):
+    """Simulates a crash right after the checkpoint of epoch ``after``."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        if trainer.epoch + 1 == self.after:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_a_crash_gives_identical_weights(tmp_path: Path):
+    overrides = [
+        *FAST,
+        "augment=[{name: random_crop, padding: 1}]",
+        "model.dropout=0.2",
+        "training.epochs=4",
+        "training.early_stopping={patience: 10}",
+    ]
+    full = trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
+
+    recipe = trainlab.resolve_recipe(None, overrides)
+    run = tmp_path / "crashed"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(recipe, run, callbacks=[_Crash(after=2)], progress=False).fit()
+    assert not (run / "summary.json").exists()
+    resumed = trainlab.train(None, out=run, resume=True, progress=False)
+
+    a = load_file(tmp_path / "full" / "model.safetensors")
+    b = load_file(run / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert resumed["test_loss"] == full["test_loss"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
+    assert steps == sorted(set(steps))  # no duplicate step after the resume
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
+    overrides = _mlp_digits(
+        "training.epochs=40",
+        "optimizer.lr=0.03",
+        "training.early_stopping={metric: val_loss, patience: 2}",
+    )
+    summary = trainlab.train(None, overrides, out=tmp_path / "es", progress=False)
+    assert summary["stop_reason"] and "early stopping" in summary["stop_reason"]
+    assert summary["epochs_run"] < 40
+    records = [
+        json.loads(line) for line in (tmp_path / "es" / "metrics.jsonl").read_text().splitlines()
+    ]
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    report = trainlab.evaluate(tmp_path / "es", plot=False)
+    assert summary["best_epoch"] == val.index(min(val)) + 1
+    assert report["test_loss"] == pytest.approx(summary["test_loss"])
+
+
+def test_lbfgs_trains_full_batch_on_the_spiral(tmp_path: Path):
+    overrides = [
+        *FAST,
+        "data.name=spiral",
+        "model.name=mlp",
+        "model.widths=[64, 64]",
+        "model.activation=tanh",
+        "model.init=xavier_normal",
+        "model.norm=none",
+        "augment=[]",
+        "optimizer={name: lbfgs, lr: 1.0}",
+        "schedule.warmup_epochs=0",
+        "schedule.name=constant",
+        "training.epochs=15",
+        "preprocess.name=standardize",
+    ]
+    summary = trainlab.train(None, overrides, out=tmp_path / "lbfgs", progress=False)
+    assert summary["steps"] == 15
+    assert summary["test_acc"] > 0.9  # a linear model gets ~0.5 on the spiral
+
+
+def test_binary_cross_entropy_uses_one_logit(tmp_path: Path, blobs_npz: Path):
+    overrides = [
+        *FAST,
+        f"data={{name: npz, path: '{blobs_npz}'}}",
+        "model.name=mlp",
+        "model.widths=[16]",
+        "augment=[]",
+        "loss=bce",
+        "preprocess.name=standardize",
+        "schedule.warmup_epochs=0",
+        "training.epochs=3",
+        "optimizer.lr=0.03",
+    ]
+    trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "bce", progress=False)
+    assert list(trainer.model.parameters())[-1].shape == (1,)
+    (tmp_path / "bce").mkdir()
+    assert trainer.fit()["test_acc"] > 0.95
+
+
+def test_l2_penalty_adds_lambda_w_to_the_gradient_of_weights_only(tmp_path: Path):
+    overrides = _mlp_digits("regularization.l2=0.1")
+    trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "x", progress=False)
+    trainer.model.zero_grad()
+    trainer._penalty().backward()
+    for module in trainer.model.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.testing.assert_close(module.weight.grad, 0.1 * module.weight)
+            assert module.bias.grad is None  # biases are not penalised by default
+
+
+def test_lr_scaling_rule_and_warmup(tmp_path: Path):
+    overrides = _mlp_digits(
+        "optimizer.lr=0.01",
+        "optimizer.base_batch_size=32",
+        "optimizer.lr_scaling=linear",
+        "training.batch_size=128",
+        "schedule={name: constant, warmup_epochs: 1}",
+    )
+    trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "x", progress=False)
+    assert trainer.base_lr == pytest.approx(0.04)
+    warm = trainer.steps_per_epoch
+    assert trainer.lr_mult(0) == pytest.approx(1 / warm)
+    assert trainer.lr_mult(warm - 1) == pytest.approx(1.0)
+    assert trainer.lr_mult(warm + 3) == pytest.approx(1.0)
+
+
+def test_the_dataloader_path_trains_like_the_device_path(tmp_path: Path):
+    base = [*FAST, "training.epochs=3", "data.num_workers=0"]
+    device = trainlab.train(None, [*base, "data.loader=device"], out=tmp_path / "d", progress=False)
+    workers = trainlab.train(
+        None, [*base, "data.loader=dataloader"], out=tmp_path / "w", progress=False
+    )
+    assert workers["steps"] == device["steps"]
+    assert workers["test_acc"] > 0.85 and device["test_acc"] > 0.85
+
+
+def test_an_existing_run_folder_is_never_overwritten(tmp_path: Path):
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    with pytest.raises(trainlab.RunFolderError, match="already exists"):
+        trainlab.train(None, _mlp_digits(), out=run, progress=False)
+    assert [p.name for p in run.iterdir()] == ["keep.txt"]
