@@ -8,7 +8,7 @@ import numpy as np
 
 from tests.conftest import last_json, run_cli
 
-QUICK = ["model.name=mlp", "model.widths=[32]", "augment=[]", "training.epochs=2"]
+QUICK = ["model.name=mlp", "model.widths=[64]", "augment=[]", "training.epochs=4"]
 
 
 def _one_error_line(stderr: str) -> str:

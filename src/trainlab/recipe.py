@@ -96,6 +96,18 @@ def named(kind: str) -> type[Named]:
     return type(f"{kind.title()}Spec", (Named,), {"kind": kind, "__module__": __name__})
 
 
+def registered_name(kind: str):
+    """A field validator for ``name``: it must be registered in the ``kind`` registry."""
+
+    def check(cls, name: str) -> str:
+        registry = _registry(kind)
+        if name not in registry:
+            raise ValueError(registry.unknown_message(name))
+        return name
+
+    return field_validator("name")(classmethod(check))
+
+
 ActivationSpec = named("activation")
 NormSpec = named("norm")
 InitSpec = named("init")
@@ -120,13 +132,7 @@ class DataConfig(Section):
     num_workers: int = Field(2, ge=0)
     max_resident_mb: int = Field(4096, gt=0)
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        registry = _registry("dataset")
-        if name not in registry:
-            raise ValueError(registry.unknown_message(name))
-        return name
+    _known = registered_name("dataset")
 
 
 class PreprocessConfig(Section):
@@ -135,13 +141,7 @@ class PreprocessConfig(Section):
     name: str = "standardize"
     eps: float = Field(1e-5, gt=0.0)
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, name: str) -> str:
-        registry = _registry("preprocess")
-        if name not in registry:
-            raise ValueError(registry.unknown_message(name))
-        return name
+    _known = registered_name("preprocess")
 
 
 class ModelConfig(Section):

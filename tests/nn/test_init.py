@@ -238,3 +238,13 @@ def test_kaiming_with_relu_keeps_the_scale(init: str) -> None:
     stds = _layer_stds(init, "relu")
     assert 0.8 < stds[-1] / stds[0] < 1.25
     assert all(0.7 < s < 1.0 for s in stds)  # sqrt(E[relu(z)^2] - E[relu(z)]^2), z ~ N(0, 2)
+
+
+def test_explicit_leaky_relu_nonlinearity_uses_the_activation_slope() -> None:
+    layer = nn.Linear(4000, 2000)
+    fn = INITS.build(
+        "kaiming_normal", context={"activation": ("leaky_relu", 0.2)}, nonlinearity="leaky_relu"
+    )
+    init_model(layer, fn)
+    expected = math.sqrt(2.0 / (1 + 0.2**2)) / math.sqrt(4000)
+    assert abs(layer.weight.std().item() - expected) / expected < 0.02

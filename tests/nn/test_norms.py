@@ -92,15 +92,14 @@ def test_norm_matches_functional_reference(name: str, dims: int) -> None:
         wr = None if w is None else w.detach().clone().requires_grad_(True)
         br = None if b is None else b.detach().clone().requires_grad_(True)
         ref = reference(xr, wr, br, eps, params)
-        ref_grads = torch.autograd.grad(ref, [xr, *(t for t in (wr, br) if t is not None)],
-                                        upstream)
+        ref_grads = torch.autograd.grad(
+            ref, [xr, *(t for t in (wr, br) if t is not None)], upstream
+        )
         tag = f"{name} dims={dims} {params}"
         assert out.shape == x0.shape
         torch.testing.assert_close(out, ref, msg=lambda m, tag=tag: f"{tag} output: {m}")
         for i, (g, gr) in enumerate(zip(grads, ref_grads, strict=True)):
-            torch.testing.assert_close(
-                g, gr, msg=lambda m, i=i, tag=tag: f"{tag} grad {i}: {m}"
-            )
+            torch.testing.assert_close(g, gr, msg=lambda m, i=i, tag=tag: f"{tag} grad {i}: {m}")
 
 
 @pytest.mark.parametrize("name", NORMS.names())

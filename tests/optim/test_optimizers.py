@@ -121,8 +121,9 @@ def _check_rule(name: str) -> None:
     for weight_decay in (0.0, 0.2):
         for params in param_sets:
             model = Quadratic()
-            opt = create_optimizer(name, params, model, LR, decay_all=False,
-                                   weight_decay=weight_decay)
+            opt = create_optimizer(
+                name, params, model, LR, decay_all=False, weight_decay=weight_decay
+            )
             step = rule(LR, **params)
             w, state = W0.copy(), {}
             for _ in range(STEPS):
@@ -133,7 +134,10 @@ def _check_rule(name: str) -> None:
                 dx = grad(w)  # the gradient at the weights before this step's decay
                 w = step(w * (1.0 - LR * weight_decay), dx, state)
             np.testing.assert_allclose(
-                model.w.detach().numpy(), w, rtol=1e-10, atol=1e-12,
+                model.w.detach().numpy(),
+                w,
+                rtol=1e-10,
+                atol=1e-12,
                 err_msg=f"{name} {params} weight_decay={weight_decay}",
             )
             assert not np.allclose(w, W0)
@@ -172,8 +176,6 @@ def test_update_matches_lecture_rule(name: str) -> None:
         pytest.fail(f"optimizer {name!r} is registered but has no reference rule in this test")
 
 
-
-
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_optim_info(name: str) -> None:
     info = OPTIMIZERS.get(name).info["optim"]
@@ -188,8 +190,9 @@ def test_recipe_params_are_accepted_by_build(name: str) -> None:
     """Every declared parameter can be passed back; the context is the parameters and lr."""
     params = OPTIMIZERS.get(name).params()
     assert "params" not in params and "lr" not in params
-    opt = OPTIMIZERS.build(name, context={"params": [nn.Parameter(torch.zeros(2))], "lr": 0.1},
-                           **params)
+    opt = OPTIMIZERS.build(
+        name, context={"params": [nn.Parameter(torch.zeros(2))], "lr": 0.1}, **params
+    )
     assert isinstance(opt, torch.optim.Optimizer)
     assert opt.param_groups[0]["lr"] == 0.1
 
@@ -227,10 +230,19 @@ def test_param_groups_split_weights_from_biases_and_norms() -> None:
     assert [g["decay"] for g in groups] == [True, False]
     decay, no_decay = groups[0]["params"], groups[1]["params"]
     assert _ids(decay) == _ids([net.conv.weight, net.conv1.weight, net.fc.weight])
-    assert _ids(no_decay) == _ids([
-        net.conv.bias, net.bn.weight, net.bn.bias, net.gn.weight, net.gn.bias,
-        net.fc.bias, net.ln.weight, net.ln.bias, net.prelu.weight,
-    ])
+    assert _ids(no_decay) == _ids(
+        [
+            net.conv.bias,
+            net.bn.weight,
+            net.bn.bias,
+            net.gn.weight,
+            net.gn.bias,
+            net.fc.bias,
+            net.ln.weight,
+            net.ln.bias,
+            net.prelu.weight,
+        ]
+    )
     assert len(decay) + len(no_decay) == len(_ids(decay) | _ids(no_decay))  # no duplicates
 
 
@@ -246,6 +258,8 @@ def test_param_groups_decay_all() -> None:
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_create_optimizer_sets_up_decay_per_group(name: str) -> None:
     net, wd = Net(), 0.1
+    if OPTIMIZERS.get(name).info["optim"].needs_closure:
+        wd = 0.0  # refused for full-batch optimisers (test_lbfgs_refuses_decoupled_weight_decay)
     opt = create_optimizer(name, {}, net, 0.01, decay_all=False, weight_decay=wd)
     native = OPTIMIZERS.get(name).info["optim"].native_decoupled_decay
     all_params = [p for g in opt.param_groups for p in g["params"]]
@@ -326,3 +340,10 @@ def test_scaled_lr_rules() -> None:
     assert scaled_lr(0.1, 1024, None, "linear") == 0.1
     assert scaled_lr(0.3, 256, 256, "sqrt") == pytest.approx(0.3)
     assert scaled_lr(1.0, 2, 1, "sqrt") == pytest.approx(math.sqrt(2))
+
+
+def test_lbfgs_refuses_decoupled_weight_decay() -> None:
+    from trainlab.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="regularization.l2"):
+        create_optimizer("lbfgs", {}, Quadratic(), 1.0, decay_all=False, weight_decay=0.1)

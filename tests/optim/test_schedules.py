@@ -130,8 +130,15 @@ def check_onecycle() -> None:
         mult = _build("onecycle", pct_start=pct, div_factor=div, final_div_factor=final_div)
         ref = _torch_lrs(
             lambda o, T=total, p=pct, d=div, f=final_div: lr_scheduler.OneCycleLR(
-                o, max_lr=LR, total_steps=T, pct_start=p, anneal_strategy="cos", div_factor=d,
-                final_div_factor=f, three_phase=False, cycle_momentum=False,
+                o,
+                max_lr=LR,
+                total_steps=T,
+                pct_start=p,
+                anneal_strategy="cos",
+                div_factor=d,
+                final_div_factor=f,
+                three_phase=False,
+                cycle_momentum=False,
             ),
             total,
         )
@@ -140,8 +147,9 @@ def check_onecycle() -> None:
     # anneal=linear: the lecture's formula; its boundaries i = 0, pI, I sit at torch's steps
     # 0, pT - 1 and T - 1 (the convention the cos variant shares with OneCycleLR)
     total, pct, div, final_div = 100, 0.25, 20.0, 50.0
-    mult = _build("onecycle", pct_start=pct, div_factor=div, final_div_factor=final_div,
-                  anneal="linear")
+    mult = _build(
+        "onecycle", pct_start=pct, div_factor=div, final_div_factor=final_div, anneal="linear"
+    )
     lr0, lr_min = LR / div, LR / div / final_div
     peak, last = pct * total - 1, total - 1
     assert LR * mult(0, total) == pytest.approx(lr0)
@@ -158,8 +166,13 @@ def check_sgdr() -> None:
     total = 120
     cases = [(1, 7, 1, 0.0), (2, 2.5, 2, 0.01), (3, 1, 3, 0.05)]
     for spe, period_epochs, period_mult, final_lr in cases:
-        mult = _build("sgdr", steps_per_epoch=spe, period_epochs=period_epochs,
-                      period_mult=period_mult, final_lr=final_lr)
+        mult = _build(
+            "sgdr",
+            steps_per_epoch=spe,
+            period_epochs=period_epochs,
+            period_mult=period_mult,
+            final_lr=final_lr,
+        )
         t0 = round(period_epochs * spe)
         ref = _torch_lrs(
             lambda o, a=t0, m=period_mult, f=final_lr: lr_scheduler.CosineAnnealingWarmRestarts(
@@ -222,14 +235,16 @@ def test_without_warmup_is_the_schedule() -> None:
 
 
 def test_create_schedule_passes_params_and_warmup() -> None:
-    mult = create_schedule("cosine", {"final_lr": 0.04}, lr=LR, steps_per_epoch=10, warmup=5,
-                           total=105)
+    mult = create_schedule(
+        "cosine", {"final_lr": 0.04}, lr=LR, steps_per_epoch=10, warmup=5, total=105
+    )
     assert mult(0) == pytest.approx(1 / 5)
     assert mult(5) == pytest.approx(1.0)
     assert LR * mult(55) == pytest.approx((LR + 0.04) / 2)  # half way through the 100 cosine steps
     assert mult(104) == pytest.approx(_build("cosine", final_lr=0.04)(99, 100))
-    step = create_schedule("step", {"step_epochs": 2, "gamma": 0.5}, lr=LR, steps_per_epoch=3,
-                           warmup=0, total=100)
+    step = create_schedule(
+        "step", {"step_epochs": 2, "gamma": 0.5}, lr=LR, steps_per_epoch=3, warmup=0, total=100
+    )
     assert [step(t) for t in (5, 6, 12)] == pytest.approx([1.0, 0.5, 0.25])
 
 

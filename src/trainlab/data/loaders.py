@@ -35,12 +35,26 @@ def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=gen)
 
 
-def _num_batches(n: int, batch_size: int, drop_last: bool) -> int:
-    return n // batch_size if drop_last else -(-n // batch_size)
+class _Batches:
+    """What both paths share: the split, the batch size and the (seed, epoch) data order."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, drop_last: bool, seed: int
+    ) -> None:
+        self.x, self.y, self.batch_size = x, y, min(batch_size, len(x))
+        self.drop_last, self.seed = drop_last, seed
+
+    def __len__(self) -> int:
+        n, bs = len(self.x), self.batch_size
+        return n // bs if self.drop_last else -(-n // bs)
 
 
-class DeviceLoader:
-    """Mini-batches sliced from device-resident tensors (already preprocessed)."""
+class DeviceLoader(_Batches):
+    """Mini-batches sliced from device-resident tensors (already preprocessed).
+
+    The augmentation generator is re-seeded from (seed, epoch, batch index) for every batch, so
+    a batch's random transform does not depend on how the run got there (exact resume anywhere).
+    """
 
     def __init__(
         self,
@@ -51,21 +65,20 @@ class DeviceLoader:
         augment: Pipeline,
         seed: int,
     ) -> None:
-        self.x, self.y, self.batch_size = x, y, min(batch_size, len(x))
-        self.drop_last, self.augment, self.seed = drop_last, augment, seed
+        super().__init__(x, y, batch_size, drop_last, seed)
+        self.augment = augment
         self.aug_gen = torch.Generator(device=x.device)
-
-    def __len__(self) -> int:
-        return _num_batches(len(self.x), self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = _order(len(self.x), self.seed, epoch).to(self.x.device)
-        self.aug_gen.manual_seed(epoch_seed(self.seed + 1, epoch) + start)
-        bs = self.batch_size
+        base, bs = epoch_seed(self.seed + 1, epoch) * 100_003, self.batch_size
         for i in range(start, len(self)):
             idx = order[i * bs : (i + 1) * bs]
             xb = self.x[idx]
-            yield (self.augment.batch(xb, self.aug_gen) if self.augment else xb), self.y[idx]
+            if self.augment:
+                self.aug_gen.manual_seed(base + i)
+                xb = self.augment.batch(xb, self.aug_gen)
+            yield xb, self.y[idx]
 
     def full_batch(self) -> Batch:
         """The whole split at once (for full-batch optimisers such as L-BFGS)."""
@@ -88,7 +101,7 @@ class _Samples(Dataset):
         return xi, self.y[i]
 
 
-class WorkerLoader:
+class WorkerLoader(_Batches):
     """A DataLoader over host tensors; preprocessing runs on the device, per batch."""
 
     def __init__(
@@ -103,12 +116,9 @@ class WorkerLoader:
         device: torch.device,
         num_workers: int,
     ) -> None:
+        super().__init__(x, y, batch_size, drop_last, seed)
         self.data = _Samples(x, y, augment.transforms() if augment else [])
-        self.batch_size, self.drop_last, self.seed = min(batch_size, len(x)), drop_last, seed
         self.preprocess, self.device, self.num_workers = preprocess, device, num_workers
-
-    def __len__(self) -> int:
-        return _num_batches(len(self.data), self.batch_size, self.drop_last)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = _order(len(self.data), self.seed, epoch)[start * self.batch_size :].tolist()
@@ -127,8 +137,7 @@ class WorkerLoader:
             yield self.preprocess(xb), yb.to(self.device, non_blocking=True)
 
     def full_batch(self) -> Batch:
-        x = torch.stack([self.data.x[i] for i in range(len(self.data))])
-        return self.preprocess(x.to(self.device)), self.data.y.to(self.device)
+        return self.preprocess(self.x.to(self.device)), self.y.to(self.device)
 
 
 def eval_batches(

@@ -91,8 +91,10 @@ def kaiming_nonlinearity(activation: str, params: dict) -> tuple[str, float]:
         return "leaky_relu", float(params.get("alpha", 0.01))
     if activation == "prelu":
         return "leaky_relu", float(params.get("init", 0.25))
-    if activation in {"tanh", "sigmoid", "selu"}:
+    if activation in {"tanh", "sigmoid"}:
         return activation, 0.0
+    if activation == "selu":  # self-normalisation assumes LeCun's std = 1/sqrt(fan_in)
+        return "linear", 0.0
     if activation in {"relu", "elu", "gelu", "gelu_tanh", "silu", "swish"}:
         return "relu", 0.0
     return "linear", 0.0

@@ -60,7 +60,10 @@ def lecun_normal(*, activation: tuple[str, float]) -> WeightInit:
 
 
 def _kaiming(fn: Callable, mode: str, nonlinearity: str, activation: tuple[str, float]):
-    name, param = activation if nonlinearity == "auto" else (nonlinearity, 0.0)
+    if nonlinearity in ("auto", activation[0]):
+        name, param = activation
+    else:
+        name, param = nonlinearity, 0.0
     return lambda w: fn(w, a=param, mode=mode, nonlinearity=name)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from trainlab.errors import RecipeError
 from trainlab.registry import Registry
 
 __all__ = ["OPTIMIZERS", "OptimInfo", "param_groups", "scaled_lr", "create_optimizer"]
@@ -115,8 +116,15 @@ def create_optimizer(
     """The registered optimiser over the model's parameter groups; decoupled decay set up."""
     entry = OPTIMIZERS.get(name)
     groups = param_groups(model, decay_all)
-    if name == "lbfgs" and len(groups) > 1:  # LBFGS takes one group only
-        groups = [{"params": [p for g in groups for p in g["params"]], "decay": True}]
+    if entry.info["optim"].needs_closure:  # torch's LBFGS takes a single parameter group
+        if weight_decay:
+            raise RecipeError(
+                f"optimizer.weight_decay: {name} has no decoupled weight decay; "
+                "use regularization.l2 (added to the loss) instead"
+            )
+        groups = [{"params": [p for g in groups for p in g["params"]], "decay": False}]
+    if not weight_decay and len(groups) > 1:  # identical hyperparameters: one group is faster
+        groups = [{"params": [p for g in groups for p in g["params"]], "decay": False}]
     opt = entry.factory(groups, lr, **params)
     native = entry.info["optim"].native_decoupled_decay
     for group in opt.param_groups:

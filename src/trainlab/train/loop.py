@@ -29,6 +29,7 @@ from trainlab.optim.optimizers import (
     OPTIMIZERS,
     apply_decoupled_decay,
     create_optimizer,
+    param_groups,
     scaled_lr,
 )
 from trainlab.optim.schedules import create_schedule
@@ -176,9 +177,8 @@ class Trainer:
         self.lr_mult = create_schedule(
             scfg.name, scfg.params(), self.base_lr, self.steps_per_epoch, warmup, self.total_steps
         )
-        self.decay_params = [
-            p for g in self.optimizer.param_groups if g["decay"] for p in g["params"]
-        ]
+        groups = param_groups(self.model, rcfg.decay_bias_and_norm)
+        self.decay_params = [p for g in groups if g["decay"] for p in g["params"]]
         self.decoupled = any(g.get("decoupled_wd") for g in self.optimizer.param_groups)
 
     def _default_callbacks(self, progress: bool) -> list[Callback]:
@@ -227,7 +227,8 @@ class Trainer:
         clip = self.recipe.training.grad_clip
         log_every = self.recipe.training.log_every
         start = self.step - self.epoch * self.steps_per_epoch
-        sums = torch.zeros(2, device=self.device)  # loss, correct (since the last log)
+        loss_sum = torch.zeros((), device=self.device)  # since the last log, on the device
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen, tick = 0, time.perf_counter()
         for xb, yb in self.loader.epoch(self.epoch, start):
             lr = self._set_lr()
@@ -243,12 +244,11 @@ class Trainer:
             opt.step()
             self.step += 1
             seen += len(yb)
-            with torch.no_grad():
-                sums[0] += loss.detach() * len(yb)
-                sums[1] += (predictions(scores) == hard_labels(yb)).sum()
+            loss_sum.add_(loss.detach(), alpha=len(yb))
+            correct.add_((predictions(scores.detach()) == hard_labels(yb)).sum())
             self.callbacks("on_batch_end", self)
             if self.step % log_every == 0 or self.step >= self.total_steps:
-                tick = self._log(sums, seen, lr, tick)
+                tick = self._log(loss_sum, correct, seen, lr, tick)
                 seen = 0
             if self.step >= self.total_steps:
                 break
@@ -270,13 +270,9 @@ class Trainer:
         self.step += 1
         with torch.no_grad():
             scores = self.model(x).float()
-            sums = torch.stack(
-                [
-                    self.loss_fn(scores, y) * len(y),
-                    (predictions(scores) == hard_labels(y)).sum().float(),
-                ]
-            )
-        self._log(sums, len(y), lr, tick)
+            loss_sum = self.loss_fn(scores, y) * len(y)
+            correct = (predictions(scores) == hard_labels(y)).sum()
+        self._log(loss_sum, correct, len(y), lr, tick)
 
     @property
     def decay_penalty(self) -> bool:
@@ -293,15 +289,18 @@ class Trainer:
             group["lr"] = lr
         return lr
 
-    def _log(self, sums: torch.Tensor, seen: int, lr: float, tick: float) -> float:
+    def _log(
+        self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, lr: float, tick: float
+    ) -> float:
         now = time.perf_counter()
-        loss, correct = sums.tolist()  # the one host sync per logging window
-        sums.zero_()
+        loss, correct_n = loss_sum.item(), correct.item()  # the host syncs of a logging window
+        loss_sum.zero_()
+        correct.zero_()
         record = {
             "step": self.step,
             "epoch": round(self.step / self.steps_per_epoch, 4),
             "loss": loss / max(seen, 1),
-            "acc": correct / max(seen, 1),
+            "acc": correct_n / max(seen, 1),
             "lr": lr,
             "samples_per_s": seen / max(now - tick, 1e-9),
         }
