@@ -193,3 +193,40 @@ def test_an_existing_run_folder_is_never_overwritten(tmp_path: Path):
     with pytest.raises(trainlab.RunFolderError, match="already exists"):
         trainlab.train(None, _mlp_digits(), out=run, progress=False)
     assert [p.name for p in run.iterdir()] == ["keep.txt"]
+
+
+class _GradNorms(Callback):
+    def __init__(self) -> None:
+        self.norms: list[float] = []
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        self.norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+
+def test_gradient_clipping_bounds_the_global_norm(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(None, _mlp_digits("training.grad_clip=0.05"))
+    probe = _GradNorms()
+    (tmp_path / "clip").mkdir()
+    Trainer(recipe, tmp_path / "clip", callbacks=[probe], progress=False).fit()
+    assert probe.norms and max(probe.norms) <= 0.05 * (1 + 1e-4)
+
+
+def test_bf16_autocast_trains(tmp_path: Path):
+    summary = trainlab.train(
+        None,
+        _mlp_digits("training.precision=bf16", "training.epochs=4"),
+        out=tmp_path / "bf16",
+        progress=False,
+    )
+    assert summary["test_acc"] > 0.85
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_with_data_resident_on_the_device(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(None, [*FAST, "training.device=cuda", "training.epochs=8"])
+    trainer = Trainer(recipe, tmp_path / "cuda", progress=False)
+    assert trainer.loader.x.is_cuda and next(trainer.model.parameters()).is_cuda
+    (tmp_path / "cuda").mkdir()
+    summary = trainer.fit()
+    assert summary["device"].startswith("cuda") and summary["test_acc"] > 0.95

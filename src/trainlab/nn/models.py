@@ -65,10 +65,14 @@ class Layers:
         return [self.conv(dims, c_in, c_out, stride), self.norm(c_out, dims), self.act()]
 
     def head(self, width: int, hidden: list[int], num_outputs: int) -> list[nn.Module]:
-        """Fully connected layers with dropout before each (where the lecture applies it)."""
+        """Fully connected layers with dropout before each (where the lecture applies it).
+
+        Like VGG's and ResNet's heads they have no normalisation (instance or group norm over a
+        feature vector would not be defined).
+        """
         layers: list[nn.Module] = []
         for w in hidden:
-            layers += [self._drop(), nn.Linear(width, w), self.norm(w, 0), self.act()]
+            layers += [self._drop(), nn.Linear(width, w), self.act()]
             width = w
         return [*layers, self._drop(), nn.Linear(width, num_outputs)]
 
