@@ -118,6 +118,7 @@ class Trainer:
             self.total_steps = min(self.total_steps, tcfg.max_steps)
         self._make_optimizer()
         self.step, self.epoch, self.best_epoch = 0, 0, 0
+        self.train_seconds = 0.0  # inside training epochs: throughput excludes evaluation
         self.stop_reason: str | None = None
         self.topk = recipe.evaluation.topk or (5 if self.num_classes > 5 else None)
         self.callbacks = CallbackList(self._default_callbacks(progress) + list(callbacks or []))
@@ -202,7 +203,9 @@ class Trainer:
         try:
             while self.epoch < self.recipe.training.epochs and self.step < self.total_steps:
                 self.callbacks("on_epoch_start", self)
+                tick = time.perf_counter()
                 self._train_epoch()
+                self.train_seconds += time.perf_counter() - tick
                 last = (
                     self.step >= self.total_steps or self.epoch + 1 == self.recipe.training.epochs
                 )
@@ -384,7 +387,7 @@ class Trainer:
             "epochs_run": self.epoch,
             "steps": self.step,
             "wall_s": round(wall, 3),
-            "samples_per_s": round(samples / max(wall, 1e-9), 1),
+            "samples_per_s": round(samples / max(self.train_seconds, 1e-9), 1),
             "stop_reason": self.stop_reason,
             "device": str(self.device),
             "num_params": sum(p.numel() for p in self.model.parameters()),
