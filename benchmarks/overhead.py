@@ -48,6 +48,7 @@ COMMON = [
     "training.log_every=50",
     "training.epochs=100",
     "optimizer.weight_decay=0.0",
+    "training.precision=fp32",  # the hand loop runs in fp32 too
 ]
 
 

@@ -130,7 +130,7 @@ class DataConfig(Section):
     cache_dir: str | None = None
     loader: Literal["auto", "device", "dataloader"] = "auto"
     num_workers: int = Field(2, ge=0)
-    max_resident_mb: int = Field(4096, gt=0)
+    max_resident_mb: float = Field(4096.0, gt=0, description="larger data is streamed")
 
     _known = registered_name("dataset")
 

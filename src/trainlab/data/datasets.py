@@ -93,6 +93,10 @@ def check_labels(y: np.ndarray, source: str, num_classes: int | None = None) -> 
 
 def check_features(x: np.ndarray, y: np.ndarray, source: str) -> np.ndarray:
     """Numeric, finite features with one row per label; returns float32 (uint8 scaled to [0,1])."""
+    if hasattr(x, "decode"):  # streamed image files: decoded (and checked) when read
+        if len(x) != len(y):
+            raise DataError(f"{source}: {len(x)} images but {len(y)} labels")
+        return x
     x = np.asarray(x)
     if x.dtype == object or x.dtype.kind not in "iufb":
         raise DataError(f"{source}: features must be numeric, got dtype {x.dtype}")

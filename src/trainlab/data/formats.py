@@ -48,6 +48,7 @@ __all__ = [
     "idx",
     "cifar10",
     "imagefolder",
+    "ImageFiles",
     "image_files",
     "read_idx",
     "image_cache_dir",
@@ -710,7 +711,8 @@ def _read_image_bytes(path: Path) -> torch.Tensor:
     try:
         if path.stat().st_size == 0:
             raise DataError(f"{path}: empty file (0 bytes), expected an image")
-        return read_file(str(path))
+        with _quiet_torchvision_io():
+            return read_file(str(path))
     except (OSError, RuntimeError) as exc:
         raise DataError(f"{path}: cannot read ({_one_line(exc)})") from None
 
@@ -853,13 +855,86 @@ def _cached_decode(
     return x, x_test, _save_cache(cache, arrays) or f"decoded {count} images into {cache}"
 
 
+class ImageFiles:
+    """Image files decoded on access: the array stand-in that streams a folder too big to hold.
+
+    Indexing with an integer decodes one image to a float (C, H, W) tensor in [0, 1] (what the
+    resident path's uint8 arrays become); indexing with index arrays or slices returns a subset,
+    so splits are carved exactly as for arrays. ``nbytes`` is the decoded float32 size, which is
+    what decides between the two loading paths.
+    """
+
+    dtype = np.dtype(np.float32)
+
+    def __init__(
+        self, paths: list[Path], image_shape: tuple[int, int, int], image_size: int | None
+    ) -> None:
+        self.paths, self.image_shape, self.image_size = list(paths), image_shape, image_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths), *self.image_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * 4
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, int | np.integer):
+            return self.decode(int(index))
+        picked = np.arange(len(self.paths))[index]
+        return ImageFiles([self.paths[i] for i in picked], self.image_shape, self.image_size)
+
+    def decode(self, i: int) -> torch.Tensor:
+        """Image ``i`` as float32 in [0, 1], resized to image_size when set."""
+        from torchvision.transforms.v2.functional import resize
+
+        path = self.paths[i]
+        with _quiet_torchvision_io():
+            image = _decode_one(path, _read_image_bytes(path))
+        if self.image_size is not None:
+            image = resize(image, [self.image_size, self.image_size], antialias=True)
+        if tuple(image.shape) != self.image_shape:
+            raise DataError(
+                f"{path}: image is {image.shape[1]}x{image.shape[2]} but the first image is "
+                f"{self.image_shape[1]}x{self.image_shape[2]}; set data.image_size to resize"
+            )
+        return image.float().div_(255.0)
+
+
+def _streamed(cfg: DataConfig, splits: dict[str, tuple[Path, list[Path]]]) -> dict | None:
+    """ImageFiles per split when the decoded images would not fit data.max_resident_mb."""
+    first = splits["train"][1][0]
+    probe = ImageFiles([first], (3, 1, 1), cfg.image_size)
+    with _quiet_torchvision_io():
+        image = _decode_one(first, _read_image_bytes(first))
+    side = (cfg.image_size, cfg.image_size) if cfg.image_size else tuple(image.shape[1:])
+    probe.image_shape = (3, *side)
+    count = sum(len(paths) for _root, paths in splits.values())
+    if count * probe.nbytes <= cfg.max_resident_mb * 2**20:
+        return None
+    return {
+        name: ImageFiles(paths, probe.image_shape, cfg.image_size)
+        for name, (_root, paths) in splits.items()
+    }
+
+
 @DATASETS.register("imagefolder")
 def imagefolder(cfg: DataConfig) -> RawData:
     """Images in class folders (root/<class>/*.jpg|png), decoded once and cached as uint8.
 
     ``root/train`` + ``root/test`` give both splits; else data.path is train (and data.test_path
     the test set, if set). Decoding tens of thousands of files takes seconds to minutes, so the
-    decoded array is cached under a key of the files' paths, sizes and mtimes.
+    decoded array is cached under a key of the files' paths, sizes and mtimes. A folder whose
+    decoded images exceed ``data.max_resident_mb`` is not decoded up front: it is streamed from
+    the files (RGB, decoded per image in DataLoader workers).
     """
     train_root, test_root = _image_roots(cfg)
     paths, labels, classes = image_files(train_root)
@@ -874,8 +949,14 @@ def imagefolder(cfg: DataConfig) -> RawData:
             )
         splits["test"] = (test_root, test_paths)
         y_test = np.asarray(test_labels, dtype=np.int64)
-    x, x_test, note = _cached_decode(cfg, splits)
     y = np.asarray(labels, dtype=np.int64)
+    streamed = _streamed(cfg, splits)
+    if streamed is not None:
+        note = f"{len(y)} training images streamed from {train_root} (too large to hold)"
+        return RawData(
+            streamed["train"], y, streamed.get("test"), y_test, classes, str(train_root), [note]
+        )
+    x, x_test, note = _cached_decode(cfg, splits)
     return RawData(x, y, x_test, y_test, classes, str(train_root), [note])
 
 

@@ -12,7 +12,7 @@ that is what makes exact resume and rank-sharded data order possible without sav
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -141,13 +141,28 @@ class WorkerLoader(_Batches):
 
 
 def eval_batches(
-    x: torch.Tensor,
+    x: torch.Tensor | Dataset,
     y: torch.Tensor,
     batch_size: int,
     preprocess: Preprocessor,
     device: torch.device,
+    num_workers: int = 0,
 ) -> Iterator[Batch]:
-    """Consecutive slices of a raw split, moved to the device and preprocessed batch by batch."""
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(device, non_blocking=True)
-        yield preprocess(xb), y[i : i + batch_size].to(device, non_blocking=True)
+    """A raw split in order, moved to the device and preprocessed batch by batch.
+
+    Tensors are sliced; streamed image files are decoded by DataLoader workers.
+    """
+    if isinstance(x, torch.Tensor):
+        batches: Iterable[Batch] = (
+            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(x), batch_size)
+        )
+    else:
+        batches = DataLoader(  # its own generator: evaluation never draws from the global RNG
+            _Samples(x, y, []),
+            generator=torch.Generator(),
+            batch_size=batch_size,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+        )
+    for xb, yb in batches:
+        yield preprocess(xb.to(device, non_blocking=True)), yb.to(device, non_blocking=True)

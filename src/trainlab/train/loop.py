@@ -128,17 +128,24 @@ class Trainer:
 
     def _fit_preprocess(self) -> Preprocessor:
         pre = create_preprocessor(self.recipe.preprocess.name, self.recipe.preprocess.eps)
-        return pre.fit(torch.from_numpy(self.splits.x_train)).to(self.device)
+        return pre.fit(fit_sample(self.splits.x_train, self.recipe.seed)).to(self.device)
 
     def _make_loader(self) -> DeviceLoader | WorkerLoader:
         data, tcfg = self.recipe.data, self.recipe.training
         augment = Pipeline([spec.build() for spec in self.recipe.augment])
-        x = torch.from_numpy(self.splits.x_train)
+        x = as_tensor(self.splits.x_train)
         y = torch.from_numpy(self.splits.y_train)
         nbytes = sum(a.nbytes for a in (self.splits.x_train, self.splits.x_val, self.splits.x_test))
-        resident = data.loader == "device" or (
-            data.loader == "auto" and nbytes <= data.max_resident_mb * 2**20
+        streamed = not isinstance(x, torch.Tensor)
+        resident = not streamed and (
+            data.loader == "device"
+            or (data.loader == "auto" and nbytes <= data.max_resident_mb * 2**20)
         )
+        if streamed and self.optim_info.needs_closure:
+            raise RecipeError(
+                f"optimizer.name={self.recipe.optimizer.name}: full-batch optimisers need the "
+                "data in memory; this image folder is streamed (raise data.max_resident_mb)"
+            )
         if resident:
             with torch.no_grad():
                 xd = self.preprocess(x.to(self.device))
@@ -318,10 +325,15 @@ class Trainer:
     # evaluation, state and the end of the run
 
     def evaluate_split(self, split: str, confusion: bool = False):
-        x = torch.from_numpy(getattr(self.splits, f"x_{split}"))
+        x = as_tensor(getattr(self.splits, f"x_{split}"))
         y = torch.from_numpy(getattr(self.splits, f"y_{split}"))
         batches = eval_batches(
-            x, y, self.recipe.evaluation.batch_size, self.preprocess, self.device
+            x,
+            y,
+            self.recipe.evaluation.batch_size,
+            self.preprocess,
+            self.device,
+            self.recipe.data.num_workers,
         )
         metrics, conf = evaluate_model(
             self.model,
@@ -369,9 +381,7 @@ class Trainer:
         self.load_weights(weights)
         if isinstance(self.loader, DeviceLoader):  # re-apply the restored preprocessing
             with torch.no_grad():
-                self.loader.x = self.preprocess(
-                    torch.from_numpy(self.splits.x_train).to(self.device)
-                )
+                self.loader.x = self.preprocess(as_tensor(self.splits.x_train).to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = state["step"], state["epoch"]
         self.callbacks.load_state_dict(state["callbacks"])
@@ -431,6 +441,22 @@ class Checkpointer(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
+
+
+def as_tensor(x: Any) -> Any:
+    """A numpy split as a tensor (no copy); streamed image files stay as they are."""
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+
+
+def fit_sample(x: Any, seed: int, limit: int = 10_000) -> torch.Tensor:
+    """What preprocessing is fitted on: the whole training split, or, for streamed files, a
+    fixed random subset of ``limit`` decoded training images (the statistics settle long before).
+    """
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(x), size=min(limit, len(x)), replace=False)
+    return torch.stack([x[int(i)] for i in np.sort(picked)])
 
 
 def _no_smoothing(params: dict[str, Any]) -> dict[str, Any]:
