@@ -230,3 +230,14 @@ def test_trains_on_cuda_with_data_resident_on_the_device(tmp_path: Path):
     (tmp_path / "cuda").mkdir()
     summary = trainer.fit()
     assert summary["device"].startswith("cuda") and summary["test_acc"] > 0.95
+
+
+def test_deterministic_switch_is_set_both_ways(tmp_path: Path):
+    Trainer(
+        trainlab.resolve_recipe(None, _mlp_digits("training.deterministic=true")),
+        tmp_path / "d",
+        progress=False,
+    )
+    assert torch.are_deterministic_algorithms_enabled()
+    Trainer(trainlab.resolve_recipe(None, _mlp_digits()), tmp_path / "n", progress=False)
+    assert not torch.are_deterministic_algorithms_enabled()

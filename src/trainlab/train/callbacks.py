@@ -1,7 +1,7 @@
 """Callbacks: features that hang on the training loop through a small set of events.
 
 Events, in the order the loop calls them: ``on_fit_start``, ``on_epoch_start``,
-``on_batch_end`` (every step), ``on_log`` (every ``training.log_every`` steps, with host numbers),
+``on_batch_end`` (every step, after the optimiser step; the gradients are still there), ``on_log`` (every ``training.log_every`` steps, with host numbers),
 ``on_eval_end`` (after each validation; a pruner or early stopping reads it), ``on_epoch_end``,
 ``on_fit_end``. A callback with state implements ``state_dict``/``load_state_dict`` and is saved in
 every checkpoint under its ``key``. Only callbacks that override an event are called for it, so an
@@ -176,14 +176,13 @@ class ProgressBar(Callback):
         )
 
         self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
+            TextColumn("[bold]epoch {task.fields[epoch]:>3}"),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[stats]}"),
             console=Console(stderr=True),
-            transient=False,
         )
         self.progress.start()
         self.task = self.progress.add_task(
@@ -194,8 +193,8 @@ class ProgressBar(Callback):
         if self.progress is None:
             return
         stats = (
-            f"loss {record['loss']:.4f}  acc {record['acc']:.3f}  lr {record['lr']:.2e}  "
-            f"{record['samples_per_s']:,.0f} samples/s"
+            f"loss {record['loss']:.4f} acc {record['acc']:.3f} lr {record['lr']:.1e} "
+            f"{record['samples_per_s'] / 1000:.1f}k samples/s"
         )
         self.progress.update(
             self.task, completed=trainer.step, epoch=trainer.epoch + 1, stats=stats
@@ -204,7 +203,7 @@ class ProgressBar(Callback):
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if self.progress is not None and "val_acc" in metrics:
             self.progress.console.print(
-                f"epoch {trainer.epoch + 1}: val_loss {metrics['val_loss']:.4f}  "
+                f"epoch {trainer.epoch + 1:>3}  val_loss {metrics['val_loss']:.4f}  "
                 f"val_acc {metrics['val_acc']:.4f}"
             )
 

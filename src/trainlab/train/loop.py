@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -48,16 +49,17 @@ __all__ = ["Trainer", "seed_everything", "pick_device", "num_outputs"]
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; optionally make torch refuse non-deterministic kernels."""
+    """Seed Python, NumPy and torch; make torch refuse non-deterministic kernels, or allow them.
+
+    Set both ways, so a deterministic run does not leave the switch on for the next one.
+    """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
-        import os
-
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.benchmark = False
 
 
 def pick_device(name: str) -> torch.device:
