@@ -68,7 +68,8 @@ def main() -> None:
     for r in results:
         print(
             f"{r['recipe']:>8}: test_acc {100 * r['test_acc_mean']:.2f} +- "
-            f"{100 * r['test_acc_std']:.2f} %  wall {r['wall_s_mean']:.1f} +- {r['wall_s_std']:.1f} s"
+            f"{100 * r['test_acc_std']:.2f} %  "
+            f"wall {r['wall_s_mean']:.1f} +- {r['wall_s_std']:.1f} s"
             f"  {r['samples_per_s_mean']:,.0f} samples/s  ({len(r['seeds'])} seeds, {r['device']})",
             file=sys.stderr,
         )

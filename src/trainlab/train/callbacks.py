@@ -1,11 +1,12 @@
 """Callbacks: features that hang on the training loop through a small set of events.
 
 Events, in the order the loop calls them: ``on_fit_start``, ``on_epoch_start``,
-``on_batch_end`` (every step, after the optimiser step; the gradients are still there), ``on_log`` (every ``training.log_every`` steps, with host numbers),
-``on_eval_end`` (after each validation; a pruner or early stopping reads it), ``on_epoch_end``,
-``on_fit_end``. A callback with state implements ``state_dict``/``load_state_dict`` and is saved in
-every checkpoint under its ``key``. Only callbacks that override an event are called for it, so an
-unused per-step event costs nothing.
+``on_batch_end`` (every step, after the optimiser step; the gradients are still there),
+``on_log`` (every ``training.log_every`` steps, with host numbers), ``on_eval_end`` (after each
+validation; a pruner or early stopping reads it), ``on_epoch_end``, ``on_fit_end``. A callback
+with state implements ``state_dict``/``load_state_dict`` and is saved in every checkpoint under
+its ``key``. Only callbacks that override an event are called for it, so an unused per-step
+event costs nothing.
 """
 
 from __future__ import annotations
