@@ -72,11 +72,11 @@ class Layers:
         """
         layers: list[nn.Module] = []
         for w in hidden:
-            layers += [self._drop(), nn.Linear(width, w), self.act()]
+            layers += [self.dropout_layer(), nn.Linear(width, w), self.act()]
             width = w
-        return [*layers, self._drop(), nn.Linear(width, num_outputs)]
+        return [*layers, self.dropout_layer(), nn.Linear(width, num_outputs)]
 
-    def _drop(self) -> nn.Module:
+    def dropout_layer(self) -> nn.Module:
         return nn.Dropout(self.dropout) if self.dropout > 0 else nn.Identity()
 
 
@@ -95,7 +95,7 @@ def mlp(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs
     width = int(torch.tensor(in_shape).prod())
     body: list[nn.Module] = [nn.Flatten()]
     for w in cfg.widths:
-        body += [nn.Linear(width, w), layers.norm(w, 0), layers.act(), layers._drop()]
+        body += [nn.Linear(width, w), layers.norm(w, 0), layers.act(), layers.dropout_layer()]
         width = w
     return nn.Sequential(*body, nn.Linear(width, num_outputs))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -214,12 +213,3 @@ class ProgressBar(Callback):
             self.progress.stop()
             self.progress = None
 
-
-class Timer:
-    """Wall-clock helper for throughput (monotonic)."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
