@@ -9,12 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import typer
 
-from trainlab.errors import TrainlabError
+from trainlab.errors import TrainlabError, TrainlabWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -159,7 +160,19 @@ def list_components(
     _emit(result, as_json)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """trainlab's own warnings as one line on stderr; others as Python prints them."""
+    if issubclass(category, TrainlabWarning):
+        print(f"trainlab: warning: {message}", file=sys.stderr)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()
 
 

@@ -22,3 +22,13 @@ class DataError(TrainlabError):
 
 class RunFolderError(TrainlabError):
     """A run folder would be overwritten, or is missing what a command needs."""
+
+
+class CheckpointError(TrainlabError):
+    """A checkpoint could not be written (the previous one is intact) or is damaged."""
+
+    exit_code = 1
+
+
+class TrainlabWarning(UserWarning):
+    """Something the user should know that did not stop the run (printed as one line)."""

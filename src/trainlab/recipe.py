@@ -234,6 +234,9 @@ class TrainingConfig(Section):
     early_stopping: EarlyStoppingConfig | None = None
     log_every: int = Field(20, gt=0, description="steps between logged training metrics")
     checkpoint_every: int = Field(1, gt=0, description="epochs between 'last' checkpoints")
+    checkpoint_every_steps: int = Field(
+        0, ge=0, description="also save 'last' every N steps inside an epoch (0: off)"
+    )
     progress: bool = True
 
 

@@ -48,47 +48,69 @@ def test_seed_changes_the_trace_and_only_the_seed(tmp_path: Path):
 
 
 class _Crash(Callback):
-    """Simulates a crash right after the checkpoint of epoch ``after``."""
+    """Simulates a crash right after the checkpoint of a given step or epoch end."""
 
-    def __init__(self, after: int) -> None:
-        self.after = after
+    def __init__(self, step: int | None = None, epoch: int | None = None) -> None:
+        self.step, self.epoch = step, epoch
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        if trainer.step == self.step:
+            raise KeyboardInterrupt
 
     def on_epoch_end(self, trainer: Trainer) -> None:
-        if trainer.epoch + 1 == self.after:
+        if trainer.epoch + 1 == self.epoch:
             raise KeyboardInterrupt
 
 
-def test_resume_after_a_crash_gives_identical_weights(tmp_path: Path):
-    overrides = [
-        *FAST,
-        "augment=[{name: random_crop, padding: 1}]",
-        "model.dropout=0.2",
-        "training.epochs=4",
-        "training.early_stopping={patience: 10}",
-    ]
-    full = trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
+def _log_without_timing(run: Path) -> list[dict]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records]
 
-    recipe = trainlab.resolve_recipe(None, overrides)
+
+RESUME = [
+    *FAST,
+    "augment=[{name: random_crop, padding: 1}]",
+    "model.dropout=0.2",
+    "training.epochs=4",
+    "training.early_stopping={patience: 10}",
+    "training.checkpoint_every_steps=7",
+    "training.log_every=5",
+]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("full") / "run"
+    trainlab.train(None, RESUME, out=run, progress=False)
+    return run
+
+
+@pytest.mark.parametrize(
+    "crash",
+    [{"epoch": 2}, {"step": 7}, {"step": 63}, {"step": 77}],
+    ids=["epoch-end-after-validation", "mid-epoch", "mid-epoch-3", "last-checkpoint"],
+)
+def test_resume_after_a_crash_gives_identical_weights_and_log(
+    tmp_path: Path, uninterrupted: Path, crash: dict
+):
+    recipe = trainlab.resolve_recipe(None, RESUME)
     run = tmp_path / "crashed"
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(recipe, run, callbacks=[_Crash(after=2)], progress=False).fit()
+        Trainer(recipe, run, callbacks=[_Crash(**crash)], progress=False).fit()
     assert not (run / "summary.json").exists()
     resumed = trainlab.train(None, out=run, resume=True, progress=False)
 
-    a = load_file(tmp_path / "full" / "model.safetensors")
+    a = load_file(uninterrupted / "model.safetensors")
     b = load_file(run / "model.safetensors")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    full = json.loads((uninterrupted / "summary.json").read_text())
     assert resumed["test_loss"] == full["test_loss"]
-    steps = [
-        json.loads(line)["step"]
-        for line in (run / "metrics.jsonl").read_text().splitlines()
-        if "loss" in json.loads(line)
-    ]
-    assert steps == sorted(set(steps))  # no duplicate step after the resume
+    assert resumed["best_epoch"] == full["best_epoch"]
+    assert _log_without_timing(run) == _log_without_timing(uninterrupted)  # no gap, no duplicate
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):

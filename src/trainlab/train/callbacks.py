@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from trainlab.train.checkpoint import atomic_write
+
 if TYPE_CHECKING:
     from trainlab.train.loop import Trainer
 
@@ -79,13 +81,23 @@ class CallbackList:
 
 
 class MetricsLog(Callback):
-    """Appends every logged record and every evaluation to ``metrics.jsonl`` (one JSON a line)."""
+    """Appends every logged record and every evaluation to ``metrics.jsonl`` (one JSON a line).
+
+    The number of lines written is part of every checkpoint; a resumed run first cuts the file
+    back to that many lines, so the log has neither a gap nor a duplicate step.
+    """
+
+    key = "metrics_log"
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.file = None
+        self.lines = 0
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        if self.path.exists():
+            kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[: self.lines]
+            atomic_write(self.path, "".join(kept).encode())
         self.file = self.path.open("a", encoding="utf-8")
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -97,11 +109,18 @@ class MetricsLog(Callback):
     def _write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
+        self.lines += 1
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.file:
             self.file.close()
             self.file = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lines": self.lines}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lines = state["lines"]
 
 
 class EarlyStopping(Callback):
@@ -212,4 +231,3 @@ class ProgressBar(Callback):
             self.progress.update(self.task, completed=trainer.step)
             self.progress.stop()
             self.progress = None
-

@@ -1,8 +1,9 @@
 """Checkpoints: written completely before anything points at them, read without running code.
 
-Layout inside ``RUN/checkpoints``: one folder per checkpoint (``step-00001234``) holding
-``model.safetensors`` (weights and preprocessing buffers) and ``state.pt`` (optimiser, RNG,
-counters, callback states; loaded with ``weights_only=True``). A pointer file (``last``, ``best``)
+Layout inside ``RUN/checkpoints``: one folder per checkpoint (``last-step-00001234``) holding
+``model.safetensors`` (weights and preprocessing buffers), ``state.pt`` (optimiser, RNG,
+counters, callback states; loaded with ``weights_only=True``) and ``manifest.json`` (SHA-256 of
+both, checked before loading). A pointer file (``last``, ``best``)
 names the folder; it is replaced atomically only after the folder is fully written and fsynced,
 and older folders are deleted only after that. A kill at any moment leaves the previous pointer
 naming a complete checkpoint.
@@ -10,9 +11,12 @@ naming a complete checkpoint.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +24,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainlab.errors import RunFolderError
+from trainlab.errors import CheckpointError, RunFolderError, TrainlabWarning
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "atomic_write"]
+
+MANIFEST = "manifest.json"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -66,6 +72,36 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise RunFolderError(f"{path}: damaged weights file ({exc})") from None
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_finite(weights: dict[str, torch.Tensor], step: int) -> None:
+    """A checkpoint with NaN or infinite weights is never written (it could not be resumed)."""
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"checkpoint at step {step} not saved: {name} holds NaN or infinite values"
+            )
+
+
+def _write_folder(folder: Path, step: int, weights: dict, state: dict) -> None:
+    """Weights, state and a manifest of their SHA-256, each fsynced, into ``folder``."""
+    save_weights(folder / "model.safetensors", weights)
+    with open(folder / "state.pt", "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    files = {name: _sha256(folder / name) for name in ("model.safetensors", "state.pt")}
+    manifest = json.dumps({"step": step, "files": files}, indent=1).encode()
+    atomic_write(folder / MANIFEST, manifest)
+    _fsync_dir(folder)
+
+
 def save_checkpoint(
     root: Path,
     pointer: str,
@@ -74,43 +110,91 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int = 1,
 ) -> Path:
-    """Write a complete checkpoint folder, then point ``root/pointer`` at it; prune old ones."""
-    root.mkdir(parents=True, exist_ok=True)
+    """Write a complete checkpoint folder, then point ``root/pointer`` at it; prune old ones.
+
+    The folder is written under a temporary name and renamed only once complete; the pointer is
+    replaced after that, and older folders are deleted last (``keep`` of them stay, newest
+    first). Any failure (disk full, permission, file-size limit, an exception half-way) removes
+    the partial folder and raises :class:`CheckpointError`; the previous checkpoint is untouched.
+    """
+    _check_finite(weights, step)
     final = root / f"{pointer}-step-{step:08d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_weights(tmp / "model.safetensors", weights)
-    with open(tmp / "state.pt", "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _fsync_dir(root)
-    atomic_write(root / pointer, final.name.encode())
-    olds = sorted(p for p in root.glob(f"{pointer}-step-*") if p.is_dir() and p != final)
-    for old in olds[: max(0, len(olds) - (keep - 1))]:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        _write_folder(tmp, step, weights, state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        atomic_write(root / pointer, final.name.encode())
+    except Exception as exc:  # whatever failed (I/O, serialisation), nothing half-made remains
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = root / pointer
+        kept = previous.read_text().strip() if previous.is_file() else "none"
+        raise CheckpointError(
+            f"{root}: checkpoint at step {step} not saved ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())}); the previous one ({kept}) is intact"
+        ) from None
+    olds = sorted((p for p in _folders(root, pointer) if p != final), reverse=True)
+    for old in olds[max(0, keep - 1) :]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def load_checkpoint(root: Path, pointer: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Weights and state of the checkpoint ``root/pointer`` names (state loaded weights-only)."""
-    ref = root / pointer
-    if not ref.is_file():
-        raise RunFolderError(f"{ref}: no checkpoint to resume from")
-    folder = root / ref.read_text().strip()
+def _folders(root: Path, pointer: str) -> list[Path]:
+    """Complete (renamed) checkpoint folders of ``pointer``, newest step first."""
+    return sorted((p for p in root.glob(f"{pointer}-step-*") if p.is_dir()), reverse=True)
+
+
+def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Verify a folder against its manifest, then load it without running any code."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        for name, digest in manifest["files"].items():
+            if _sha256(folder / name) != digest:
+                raise CheckpointError(f"{folder / name}: damaged (checksum mismatch)")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{folder}: incomplete checkpoint ({type(exc).__name__})") from None
     weights = load_weights(folder / "model.safetensors")
     try:
         state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RunFolderError(
-            f"{folder / 'state.pt'}: cannot load checkpoint state ({exc})"
+    except Exception as exc:  # weights_only refuses any pickle that would run code
+        raise CheckpointError(
+            f"{folder / 'state.pt'}: refused ({' '.join(str(exc).split())[:200]})"
         ) from None
     return weights, state
+
+
+def load_checkpoint(root: Path, pointer: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Weights and state of the newest intact checkpoint of ``pointer``.
+
+    The one the pointer names is tried first; a damaged one is refused with a warning naming
+    it and the next older complete one is used. Never a silent fresh start: with none intact,
+    this raises.
+    """
+    ref = root / pointer
+    named = root / ref.read_text().strip() if ref.is_file() else None
+    candidates = ([named] if named is not None else []) + [
+        p for p in _folders(root, pointer) if p != named
+    ]
+    if not candidates:
+        raise RunFolderError(f"{ref}: no checkpoint to resume from")
+    problems = []
+    for folder in candidates:
+        try:
+            loaded = _read_folder(folder)
+        except (CheckpointError, RunFolderError) as exc:
+            problems.append(str(exc))
+            continue
+        for problem in problems:
+            warnings.warn(
+                f"{problem}; resuming from {folder} instead", TrainlabWarning, stacklevel=2
+            )
+        return loaded
+    raise RunFolderError(f"{root}: no intact checkpoint to resume from: {'; '.join(problems)}")
 
 
 def rng_state() -> dict[str, Any]:

@@ -121,6 +121,10 @@ class Trainer:
         self._make_optimizer()
         self.step, self.epoch, self.best_epoch = 0, 0, 0
         self.train_seconds = 0.0  # inside training epochs: throughput excludes evaluation
+        # the running sums of the current logging window: on the device, saved in checkpoints
+        self.window_loss = torch.zeros((), device=self.device)
+        self.window_correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.window_seen = 0
         self.stop_reason: str | None = None
         self.topk = recipe.evaluation.topk or (5 if self.num_classes > 5 else None)
         self.callbacks = CallbackList(self._default_callbacks(progress) + list(callbacks or []))
@@ -197,7 +201,11 @@ class Trainer:
         if tcfg.early_stopping is not None:
             es = tcfg.early_stopping
             cbs.append(EarlyStopping(es.metric, es.patience, es.min_delta, es.restore_best))
-        cbs.append(Checkpointer(self.run_dir / "checkpoints", tcfg.checkpoint_every))
+        cbs.append(
+            Checkpointer(
+                self.run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
+            )
+        )
         cbs.append(ProgressBar(self.total_steps, progress and tcfg.progress))
         return cbs
 
@@ -238,30 +246,32 @@ class Trainer:
             return self._full_batch_step()
         clip = self.recipe.training.grad_clip
         log_every = self.recipe.training.log_every
-        start = self.step - self.epoch * self.steps_per_epoch
-        loss_sum = torch.zeros((), device=self.device)  # since the last log, on the device
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen, tick = 0, time.perf_counter()
+        start = self.step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
+        loss_sum, correct = self.window_loss, self.window_correct
+        tick = time.perf_counter()
         for xb, yb in self.loader.epoch(self.epoch, start):
             lr = self._set_lr()
             with self.autocast():
                 scores = model(xb)
             loss = loss_fn(scores.float(), yb)
             opt.zero_grad(set_to_none=True)
-            (loss + self._penalty()).backward() if self.decay_penalty else loss.backward()
+            if self.decay_penalty:
+                (loss + self._penalty()).backward()
+            else:
+                loss.backward()
             if clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
             if self.decoupled:
                 apply_decoupled_decay(opt)
             opt.step()
             self.step += 1
-            seen += len(yb)
+            self.window_seen += len(yb)
             loss_sum.add_(loss.detach(), alpha=len(yb))
             correct.add_((predictions(scores.detach()) == hard_labels(yb)).sum())
-            self.callbacks("on_batch_end", self)
             if self.step % log_every == 0 or self.step >= self.total_steps:
-                tick = self._log(loss_sum, correct, seen, lr, tick)
-                seen = 0
+                tick = self._log(loss_sum, correct, self.window_seen, lr, tick)
+                self.window_seen = 0
+            self.callbacks("on_batch_end", self)
             if self.step >= self.total_steps:
                 break
 
@@ -368,13 +378,24 @@ class Trainer:
             ) from None
         self.preprocess.to(self.device)
 
-    def state(self) -> dict[str, Any]:
+    def state(self, epoch_done: bool) -> dict[str, Any]:
+        """Everything that decides the rest of the run (the weights are saved beside it).
+
+        The position inside the epoch is the step itself: the data order and the augmentation
+        of every batch derive from (seed, epoch, batch index).
+        """
         return {
             "step": self.step,
-            "epoch": self.epoch + 1,
+            "epoch": self.epoch + int(epoch_done),
             "optimizer": self.optimizer.state_dict(),
             "rng": ckpt.rng_state(),
             "callbacks": self.callbacks.state_dict(),
+            "window": {
+                "loss": self.window_loss.cpu(),
+                "correct": self.window_correct.cpu(),
+                "seen": self.window_seen,
+            },
+            "train_seconds": self.train_seconds,
         }
 
     def resume(self) -> None:
@@ -386,9 +407,12 @@ class Trainer:
                 self.loader.x = self.preprocess(as_tensor(self.splits.x_train).to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = state["step"], state["epoch"]
+        self.window_loss.copy_(state["window"]["loss"])
+        self.window_correct.copy_(state["window"]["correct"])
+        self.window_seen = state["window"]["seen"]
+        self.train_seconds = state["train_seconds"]
         self.callbacks.load_state_dict(state["callbacks"])
         ckpt.set_rng_state(state["rng"])
-        _truncate_log(self.run_dir / "metrics.jsonl", self.step)
 
     def _finish(self, wall: float, samples: int) -> dict[str, Any]:
         ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
@@ -410,39 +434,47 @@ class Trainer:
 
 
 class Checkpointer(Callback):
-    """Saves ``last`` every ``every`` epochs (and at the end) and ``best`` on validation gains."""
-
-    def __init__(self, root: Path, every: int, metric: str = "val_acc") -> None:
-        self.root, self.every, self.metric = root, every, metric
-        self.best: float | None = None
+    """Saves ``last`` every ``every`` epochs, every ``every_steps`` steps (0: never mid-epoch) and
+    at the end, and ``best`` whenever the validation metric improves."""
 
     key = "checkpointer"
+
+    def __init__(self, root: Path, every: int, every_steps: int, metric: str = "val_acc") -> None:
+        self.root, self.every, self.every_steps, self.metric = root, every, every_steps, metric
+        self.best: float | None = None
+        self.best_epoch = 0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        trainer.best_epoch = self.best_epoch
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        if self.every_steps and trainer.step % self.every_steps == 0:
+            self.save_last(trainer, epoch_done=False)
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         value = metrics.get(self.metric)
         if value is not None and (self.best is None or value > self.best):
-            self.best = value
-            trainer.best_epoch = trainer.epoch + 1
-            ckpt.save_checkpoint(
-                self.root,
-                "best",
-                trainer.step,
-                trainer.weights(),
-                {"step": trainer.step, "epoch": trainer.epoch + 1, self.metric: value},
-            )
+            self.best, self.best_epoch = value, trainer.epoch + 1
+            trainer.best_epoch = self.best_epoch
+            state = {"step": trainer.step, "epoch": trainer.epoch + 1, self.metric: value}
+            ckpt.save_checkpoint(self.root, "best", trainer.step, trainer.weights(), state)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
         done = trainer.step >= trainer.total_steps or trainer.stop_reason is not None
         if (trainer.epoch + 1) % self.every == 0 or done:
-            ckpt.save_checkpoint(
-                self.root, "last", trainer.step, trainer.weights(), trainer.state()
-            )
+            self.save_last(trainer, epoch_done=True)
+
+    def save_last(self, trainer: Trainer, epoch_done: bool) -> Path:
+        """The full training state as the new ``last`` (the previous one is kept as fallback)."""
+        return ckpt.save_checkpoint(
+            self.root, "last", trainer.step, trainer.weights(), trainer.state(epoch_done), keep=2
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "best_epoch": self.best_epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = state["best"]
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
 
 
 def as_tensor(x: Any) -> Any:
@@ -464,12 +496,3 @@ def fit_sample(x: Any, seed: int, limit: int = 10_000) -> torch.Tensor:
 def _no_smoothing(params: dict[str, Any]) -> dict[str, Any]:
     """Evaluation reports the plain loss: label smoothing is a training-only regulariser."""
     return {k: (0.0 if k == "label_smoothing" else v) for k, v in params.items()}
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (no duplicate steps)."""
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
-    ckpt.atomic_write(path, ("\n".join(kept) + "\n" if kept else "").encode())
