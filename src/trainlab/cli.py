@@ -38,7 +38,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except TrainlabError as exc:
-            print(f"trainlab: error: {exc}", file=sys.stderr)
+            print(f"trainlab: {exc.prefix}: {exc}", file=sys.stderr)
             if kwargs.get("as_json"):
                 print(json.dumps({"error": str(exc)}))
             raise typer.Exit(exc.exit_code) from None

@@ -10,6 +10,7 @@ class TrainlabError(Exception):
     """Base class for every error caused by the user's input (recipe, data, command line)."""
 
     exit_code = 2
+    prefix = "error"  # the CLI prints "trainlab: <prefix>: <message>"
 
 
 class RecipeError(TrainlabError):

@@ -44,6 +44,7 @@ from trainlab.train.callbacks import (
     ProgressBar,
 )
 from trainlab.train.losses import LOSSES
+from trainlab.train.signals import Interrupted, StopSignals
 
 __all__ = ["Trainer", "seed_everything", "pick_device", "num_outputs"]
 
@@ -121,12 +122,14 @@ class Trainer:
         self._make_optimizer()
         self.step, self.epoch, self.best_epoch = 0, 0, 0
         self.train_seconds = 0.0  # inside training epochs: throughput excludes evaluation
+        self.fit_start, self.wall_before = time.perf_counter(), 0.0  # wall_before: resumed runs
         # the running sums of the current logging window: on the device, saved in checkpoints
         self.window_loss = torch.zeros((), device=self.device)
         self.window_correct = torch.zeros((), device=self.device, dtype=torch.long)
         self.window_seen = 0
         self.stop_reason: str | None = None
         self.topk = recipe.evaluation.topk or (5 if self.num_classes > 5 else None)
+        self.signals = StopSignals()
         self.callbacks = CallbackList(self._default_callbacks(progress) + list(callbacks or []))
 
     # ------------------------------------------------------------------------------------------
@@ -201,11 +204,10 @@ class Trainer:
         if tcfg.early_stopping is not None:
             es = tcfg.early_stopping
             cbs.append(EarlyStopping(es.metric, es.patience, es.min_delta, es.restore_best))
-        cbs.append(
-            Checkpointer(
-                self.run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
-            )
+        self.checkpointer = Checkpointer(
+            self.run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
         )
+        cbs.append(self.checkpointer)
         cbs.append(ProgressBar(self.total_steps, progress and tcfg.progress))
         return cbs
 
@@ -213,31 +215,42 @@ class Trainer:
     # the loop
 
     def fit(self) -> dict[str, Any]:
-        """Train to the end (or an early stop), evaluate on test, write summary.json."""
-        start = time.perf_counter()
-        start_step = self.step
+        """Train to the end (or an early stop), evaluate on test, write summary.json.
+
+        SIGTERM/SIGINT stop it at the next step boundary with a checkpoint (:class:`Interrupted`).
+        """
+        self.fit_start = time.perf_counter()
         self.callbacks("on_fit_start", self)
-        try:
-            while self.epoch < self.recipe.training.epochs and self.step < self.total_steps:
-                self.callbacks("on_epoch_start", self)
-                tick = time.perf_counter()
-                self._train_epoch()
-                self.train_seconds += time.perf_counter() - tick
-                last = (
-                    self.step >= self.total_steps or self.epoch + 1 == self.recipe.training.epochs
-                )
-                if len(self.splits.x_val) and (
-                    (self.epoch + 1) % self.recipe.evaluation.every == 0 or last
-                ):
-                    self.callbacks("on_eval_end", self, self.evaluate_split("val"))
-                self.callbacks("on_epoch_end", self)
-                self.epoch += 1
-                if self.stop_reason:
-                    break
-        finally:
-            self.callbacks("on_fit_end", self)
-        wall = time.perf_counter() - start
-        return self._finish(wall, (self.step - start_step) * self.loader.batch_size)
+        with self.signals:
+            try:
+                self._epochs()
+            finally:
+                self.callbacks("on_fit_end", self)
+        return self._finish()
+
+    def _epochs(self) -> None:
+        """Epoch after epoch: train, validate, end-of-epoch callbacks; stop when asked."""
+        every = self.recipe.evaluation.every
+        while self.epoch < self.recipe.training.epochs and self.step < self.total_steps:
+            self.callbacks("on_epoch_start", self)
+            tick = time.perf_counter()
+            self._train_epoch()
+            self.train_seconds += time.perf_counter() - tick
+            last = self.step >= self.total_steps or self.epoch + 1 == self.recipe.training.epochs
+            if len(self.splits.x_val) and ((self.epoch + 1) % every == 0 or last):
+                self.callbacks("on_eval_end", self, self.evaluate_split("val"))
+            self.callbacks("on_epoch_end", self)
+            self._stop_on_signal(epoch_done=True)
+            self.epoch += 1
+            if self.stop_reason:
+                break
+
+    def _stop_on_signal(self, epoch_done: bool) -> None:
+        """After a SIGTERM/SIGINT: save ``last`` here (a step boundary) and raise Interrupted."""
+        if self.signals.received is None:
+            return
+        self.checkpointer.save_last(self, epoch_done)
+        raise Interrupted(self.signals.received, self.step, self.run_dir)
 
     def _train_epoch(self) -> None:
         model, opt, loss_fn = self.model, self.optimizer, self.loss_fn
@@ -272,6 +285,7 @@ class Trainer:
                 tick = self._log(loss_sum, correct, self.window_seen, lr, tick)
                 self.window_seen = 0
             self.callbacks("on_batch_end", self)
+            self._stop_on_signal(epoch_done=False)
             if self.step >= self.total_steps:
                 break
 
@@ -396,7 +410,12 @@ class Trainer:
                 "seen": self.window_seen,
             },
             "train_seconds": self.train_seconds,
+            "wall_seconds": self.wall_seconds(),
         }
+
+    def wall_seconds(self) -> float:
+        """Wall-clock time of the whole run so far, earlier (resumed) segments included."""
+        return self.wall_before + time.perf_counter() - self.fit_start
 
     def resume(self) -> None:
         """Continue from the run folder's last checkpoint (weights, optimiser, RNG, callbacks)."""
@@ -410,11 +429,15 @@ class Trainer:
         self.window_loss.copy_(state["window"]["loss"])
         self.window_correct.copy_(state["window"]["correct"])
         self.window_seen = state["window"]["seen"]
-        self.train_seconds = state["train_seconds"]
+        self.train_seconds, self.wall_before = state["train_seconds"], state["wall_seconds"]
         self.callbacks.load_state_dict(state["callbacks"])
         ckpt.set_rng_state(state["rng"])
 
-    def _finish(self, wall: float, samples: int) -> dict[str, Any]:
+    def _finish(self) -> dict[str, Any]:
+        wall = self.wall_seconds()
+        samples = self.step * (
+            len(self.splits.y_train) if self.optim_info.needs_closure else self.loader.batch_size
+        )
         ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
         test = self.evaluate_split("test")
         summary = {
