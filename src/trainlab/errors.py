@@ -25,6 +25,12 @@ class RunFolderError(TrainlabError):
     """A run folder would be overwritten, or is missing what a command needs."""
 
 
+class NonFiniteError(TrainlabError):
+    """The loss or the gradients became NaN/inf: training stopped before applying the update."""
+
+    exit_code = 3
+
+
 class CheckpointError(TrainlabError):
     """A checkpoint could not be written (the previous one is intact) or is damaged."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainlab.errors import CheckpointError, RunFolderError, TrainlabWarning
+from trainlab.errors import CheckpointError, NonFiniteError, RunFolderError, TrainlabWarning
 from trainlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -52,7 +52,7 @@ def test_a_save_that_raises_half_way_leaves_the_previous_checkpoint(tmp_path: Pa
 
 def test_non_finite_weights_are_never_written(tmp_path: Path):
     _save(tmp_path, 10, 1.0)
-    with pytest.raises(CheckpointError, match="model.w holds NaN"):
+    with pytest.raises(NonFiniteError, match="model.w holds NaN"):
         _save(tmp_path, 20, float("nan"))
     _assert_intact(tmp_path, 10, 1.0)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainlab.errors import CheckpointError, RunFolderError, TrainlabWarning
+from trainlab.errors import CheckpointError, NonFiniteError, RunFolderError, TrainlabWarning
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "atomic_write"]
 
@@ -84,8 +84,10 @@ def _check_finite(weights: dict[str, torch.Tensor], step: int) -> None:
     """A checkpoint with NaN or infinite weights is never written (it could not be resumed)."""
     for name, tensor in weights.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(
-                f"checkpoint at step {step} not saved: {name} holds NaN or infinite values"
+            raise NonFiniteError(
+                f"{name} holds NaN or infinite values at step {step}: training stopped and this "
+                "state was not checkpointed (the last good checkpoint is kept). Likely causes: "
+                "learning rate too high, bad input values, or bf16/fp16 overflow"
             )
 
 

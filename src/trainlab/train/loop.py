@@ -23,7 +23,7 @@ from trainlab.data.augment import Pipeline
 from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader, eval_batches
 from trainlab.data.preprocess import Preprocessor, create_preprocessor
-from trainlab.errors import RecipeError
+from trainlab.errors import NonFiniteError, RecipeError
 from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import (
@@ -197,6 +197,7 @@ class Trainer:
         groups = param_groups(self.model, rcfg.decay_bias_and_norm)
         self.decay_params = [p for g in groups if g["decay"] for p in g["params"]]
         self.decoupled = any(g.get("decoupled_wd") for g in self.optimizer.param_groups)
+        self.guard = self.recipe.training.nonfinite == "stop"
 
     def _default_callbacks(self, progress: bool) -> list[Callback]:
         tcfg = self.recipe.training
@@ -272,8 +273,11 @@ class Trainer:
                 (loss + self._penalty()).backward()
             else:
                 loss.backward()
+            norm = None
             if clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip, foreach=True)
+            if self.guard:
+                self._refuse_nonfinite(loss, norm)
             if self.decoupled:
                 apply_decoupled_decay(opt)
             opt.step()
@@ -309,6 +313,29 @@ class Trainer:
             loss_sum = self.loss_fn(scores, y) * len(y)
             correct = (predictions(scores) == hard_labels(y)).sum()
         self._log(loss_sum, correct, len(y), lr, tick)
+
+    def _refuse_nonfinite(self, loss: torch.Tensor, norm: torch.Tensor | None) -> None:
+        """Stop before the optimiser step if the loss or the gradient norm is NaN or infinite.
+
+        This reads one boolean back from the device per step (a sync on a GPU); the weights and
+        every checkpoint stay finite. ``training.nonfinite: ignore`` skips it.
+        """
+        if norm is None:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if bool(torch.isfinite(loss.detach() + norm)):
+            return
+        what = "loss" if not bool(torch.isfinite(loss)) else "gradient norm"
+        value = (loss if what == "loss" else norm).detach().item()
+        batch = self.step - self.epoch * self.steps_per_epoch
+        last = self.run_dir / "checkpoints" / "last"
+        kept = f"; the last good checkpoint is kept ({last.read_text()})" if last.is_file() else ""
+        raise NonFiniteError(
+            f"{what} is {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
+            f"{batch + 1} of {self.steps_per_epoch}); training stopped before the update{kept}. "
+            f"Likely causes: learning rate too high (optimizer.lr={self.recipe.optimizer.lr}), "
+            "bad input values in that batch, or bf16/fp16 overflow"
+        )
 
     @property
     def decay_penalty(self) -> bool:
