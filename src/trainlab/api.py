@@ -45,6 +45,35 @@ def _new_run_dir(out: str | Path | None, name: str) -> Path:
     return run_dir
 
 
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The dotted key of the first value that differs between two recipe dumps."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+            if found:
+                return found
+        return None
+    return None if a == b else path
+
+
+HARMLESS_ON_RESUME = {"training.progress"}
+
+
+def _same_recipe(recipe: Recipe, run_dir: Path) -> None:
+    """A resumed run must continue the recipe it started with (a changed one is not a resume)."""
+    saved = load_recipe(run_dir / "recipe.yaml").model_dump(mode="json")
+    given = recipe.model_dump(mode="json")
+    for key in HARMLESS_ON_RESUME:
+        section, name = key.split(".")
+        given[section][name] = saved[section][name]
+    key = _first_difference(saved, given)
+    if key is not None:
+        raise RunFolderError(
+            f"{run_dir}: --resume with a different recipe ({key} differs from "
+            f"{run_dir / 'recipe.yaml'}); resume without changes, or train into a new --out"
+        )
+
+
 def train(
     recipe: Recipe | str | Path | None = None,
     overrides: list[str] | None = None,
@@ -68,7 +97,9 @@ def train(
         if not (run_dir / "checkpoints" / "last").is_file():
             raise RunFolderError(f"{run_dir}: no checkpoint to resume from")
     resolved = resolve_recipe(recipe, overrides)
-    if not resume:
+    if resume:
+        _same_recipe(resolved, run_dir)
+    else:
         run_dir = _new_run_dir(out, resolved.name)
     trainer = Trainer(resolved, run_dir, progress=progress)
     if resume:

@@ -255,7 +255,7 @@ class Recipe(Section):
     """A whole training run. ``Recipe.model_validate(dict)`` or :func:`load_recipe`."""
 
     name: str = "run"
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     data: DataConfig = Field(default_factory=DataConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     augment: list[AugmentSpec] = Field(default_factory=list)

@@ -77,3 +77,15 @@ def test_bad_features_are_refused():
 def test_every_registered_dataset_has_a_summary():
     for entry in DATASETS:
         assert entry.summary, entry.name
+
+
+def test_loading_mnist1d_does_not_reseed_the_global_generators():
+    import random
+
+    random.seed(5)
+    np.random.seed(5)
+    expected = (random.random(), np.random.rand())
+    random.seed(5)
+    np.random.seed(5)
+    DATASETS.get("mnist1d").factory(DataConfig(name="mnist1d"))
+    assert (random.random(), np.random.rand()) == expected

@@ -70,3 +70,12 @@ def test_state_round_trips_so_evaluation_applies_the_same_transform(name):
     fresh.init_buffers(tuple(x.shape[1:]))
     fresh.load_state_dict(fitted.state_dict())
     torch.testing.assert_close(fresh(other), fitted(other))
+
+
+@pytest.mark.parametrize("name", ["standardize", "per_channel"])
+def test_constant_features_are_not_divided_by_epsilon(name):
+    x = _images()
+    x[:, 0] = 0.0  # a channel (and its pixels) constant on train, like digits' empty borders
+    pre = create_preprocessor(name, 1e-5).fit(x)
+    other = _images(seed=5)
+    assert pre(other)[:, 0].abs().max() < 100  # other - 0, divided by 1 rather than by 1e-5

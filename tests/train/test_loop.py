@@ -119,16 +119,66 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
         "optimizer.lr=0.03",
         "training.early_stopping={metric: val_loss, patience: 2}",
     )
-    summary = trainlab.train(None, overrides, out=tmp_path / "es", progress=False)
+    run = tmp_path / "es"
+    run.mkdir()
+    recipe = trainlab.resolve_recipe(None, overrides)
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    trainer = Trainer(recipe, run, progress=False)
+    summary = trainer.fit()
     assert summary["stop_reason"] and "early stopping" in summary["stop_reason"]
     assert summary["epochs_run"] < 40
-    records = [
-        json.loads(line) for line in (tmp_path / "es" / "metrics.jsonl").read_text().splitlines()
-    ]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     val = [r["val_loss"] for r in records if "val_loss" in r]
-    report = trainlab.evaluate(tmp_path / "es", plot=False)
     assert summary["best_epoch"] == val.index(min(val)) + 1
+    assert trainer.evaluate_split("val")["val_loss"] == min(val)  # the best weights are back
+    best = (run / "checkpoints" / "best").read_text()  # "best" means the same thing everywhere
+    assert best == f"best-step-{summary['best_epoch'] * trainer.steps_per_epoch:08d}"
+    report = trainlab.evaluate(run, plot=False)
     assert report["test_loss"] == pytest.approx(summary["test_loss"])
+    # resuming a run that stopped early only finishes it: no more training, same result
+    again = trainlab.train(None, out=run, resume=True, progress=False)
+    assert again["steps"] == summary["steps"] and again["test_loss"] == summary["test_loss"]
+
+
+def test_resume_refuses_a_changed_recipe(tmp_path: Path):
+    run = tmp_path / "r"
+    trainlab.train(None, _mlp_digits("training.epochs=2"), out=run, progress=False)
+    with pytest.raises(trainlab.RunFolderError, match="training.epochs differs"):
+        trainlab.train(None, _mlp_digits("training.epochs=3"), out=run, resume=True)
+
+
+def test_resume_mid_epoch_on_the_dataloader_path_with_workers(tmp_path: Path):
+    overrides = [
+        *FAST,
+        "data.loader=dataloader",
+        "data.num_workers=2",
+        "training.epochs=2",
+        "model.name=mlp",
+        "model.widths=[32]",
+        "augment=[{name: hflip}]",
+        "training.checkpoint_every_steps=5",
+    ]
+    full = trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
+    recipe = trainlab.resolve_recipe(None, overrides)
+    run = tmp_path / "crashed"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(recipe, run, callbacks=[_Crash(step=25)], progress=False).fit()
+    resumed = trainlab.train(None, out=run, resume=True, progress=False)
+    assert resumed["test_loss"] == full["test_loss"]
+    a, b = (load_file(r / "model.safetensors") for r in (tmp_path / "full", run))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_huge_seeds_work(tmp_path: Path):
+    summary = trainlab.train(
+        None,
+        [*FAST, f"seed={2**62}", "training.max_steps=3", "schedule.warmup_epochs=0"],
+        out=tmp_path / "s",
+        progress=False,
+    )
+    assert summary["steps"] == 3
 
 
 def test_lbfgs_trains_full_batch_on_the_spiral(tmp_path: Path):
@@ -206,6 +256,10 @@ def test_the_dataloader_path_trains_like_the_device_path(tmp_path: Path):
     )
     assert workers["steps"] == device["steps"]
     assert workers["test_acc"] > 0.85 and device["test_acc"] > 0.85
+    same = [*base, "augment=[]"]  # without random transforms the two paths are the same maths
+    a = trainlab.train(None, [*same, "data.loader=device"], out=tmp_path / "d2", progress=False)
+    b = trainlab.train(None, [*same, "data.loader=dataloader"], out=tmp_path / "w2", progress=False)
+    assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
 
 
 def test_an_existing_run_folder_is_never_overwritten(tmp_path: Path):

@@ -92,6 +92,10 @@ class _Crop:
         self.padding, self.v2 = padding, v2
 
     def __call__(self, img):
+        if img.ndim == 2:  # a (C, L) sequence: v2 transforms are for images
+            p = self.padding
+            offset = int(torch.randint(0, 2 * p + 1, ()))
+            return F.pad(img, [p, p])[:, offset : offset + img.shape[-1]]
         size = tuple(img.shape[-2:])
         return self.v2.RandomCrop(size, padding=self.padding)(img)
 

@@ -16,6 +16,7 @@ Built-in datasets:
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -170,7 +171,12 @@ def mnist1d(cfg: DataConfig) -> RawData:
     """MNIST-1D (Greydanus, 2020): 4,000 / 1,000 length-40 sequences from make_dataset()."""
     from mnist1d.data import get_dataset_args, make_dataset
 
-    data = make_dataset(get_dataset_args())
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:  # make_dataset calls set_seed(42) on the global RNGs: keep the run's seeding intact
+        data = make_dataset(get_dataset_args())
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
     x, x_test = data["x"].astype(np.float32)[:, None], data["x_test"].astype(np.float32)[:, None]
     return RawData(x, data["y"], x_test, data["y_test"], [str(c) for c in range(10)], "mnist1d")
 

@@ -25,9 +25,12 @@ __all__ = ["DeviceLoader", "WorkerLoader", "epoch_seed", "eval_batches"]
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+SEED_MOD = 2**63 - 1  # torch generators take seeds below 2**64; stay in the signed range
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, reproducible seed for each (run seed, epoch) pair."""
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
+    return (seed * 1_000_003 + epoch * 7919 + 17) % SEED_MOD
 
 
 def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -50,54 +53,76 @@ class _Batches:
 
 
 class DeviceLoader(_Batches):
-    """Mini-batches sliced from device-resident tensors (already preprocessed).
+    """Mini-batches sliced from device-resident tensors.
 
+    Augmentation acts on raw inputs, before preprocessing, on both loading paths (a crop pads
+    with black, a flip flips pixels, whatever the preprocessing). Without augmentation the whole
+    split is preprocessed once; with it, each augmented batch is preprocessed on the device.
     The augmentation generator is re-seeded from (seed, epoch, batch index) for every batch, so
     a batch's random transform does not depend on how the run got there (exact resume anywhere).
     """
 
     def __init__(
         self,
-        x: torch.Tensor,
+        raw: torch.Tensor,
         y: torch.Tensor,
         batch_size: int,
         drop_last: bool,
         augment: Pipeline,
         seed: int,
+        preprocess: Preprocessor,
     ) -> None:
-        super().__init__(x, y, batch_size, drop_last, seed)
-        self.augment = augment
-        self.aug_gen = torch.Generator(device=x.device)
+        super().__init__(raw, y, batch_size, drop_last, seed)
+        self.raw, self.augment, self.preprocess = raw, augment, preprocess
+        self.aug_gen = torch.Generator(device=raw.device)
+        self.prepare()
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """(Re)compute the resident inputs from the raw ones and the current preprocessing."""
+        self.x = self.raw if self.augment else self.preprocess(self.raw)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = _order(len(self.x), self.seed, epoch).to(self.x.device)
-        base, bs = epoch_seed(self.seed + 1, epoch) * 100_003, self.batch_size
+        base, bs = epoch_seed(self.seed + 1, epoch) * 100_003, self.batch_size  # Python ints
         for i in range(start, len(self)):
             idx = order[i * bs : (i + 1) * bs]
             xb = self.x[idx]
             if self.augment:
-                self.aug_gen.manual_seed(base + i)
-                xb = self.augment.batch(xb, self.aug_gen)
+                self.aug_gen.manual_seed((base + i) % SEED_MOD)
+                with torch.no_grad():
+                    xb = self.preprocess(self.augment.batch(xb, self.aug_gen))
             yield xb, self.y[idx]
 
     def full_batch(self) -> Batch:
-        """The whole split at once (for full-batch optimisers such as L-BFGS)."""
-        return self.x, self.y
+        """The whole split at once, unaugmented (full-batch optimisers such as L-BFGS)."""
+        with torch.no_grad():
+            return self.preprocess(self.raw), self.y
 
 
 class _Samples(Dataset):
-    """Per-sample access with v2 transforms applied to one example at a time."""
+    """Per-sample access; transforms get a seed derived from (seed, epoch, sample index).
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, transforms: list) -> None:
-        self.x, self.y, self.transforms = x, y, transforms
+    Seeding per sample makes a worker's random transform independent of which worker runs it
+    and of where the epoch started, so a resumed run sees the same augmented samples. The
+    global RNG is forked around it, so with ``num_workers=0`` dropout's stream is untouched.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, transforms: list, seed: int = 0) -> None:
+        self.x, self.y, self.transforms, self.seed, self.epoch = x, y, transforms, seed, 0
 
     def __len__(self) -> int:
         return len(self.x)
 
     def __getitem__(self, i: int) -> Batch:
         xi = self.x[i]
-        for t in self.transforms:
-            xi = t(xi)
+        if self.transforms:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(
+                    (epoch_seed(self.seed + 3, self.epoch) * 1_000_003 + i) % SEED_MOD
+                )
+                for t in self.transforms:
+                    xi = t(xi)
         return xi, self.y[i]
 
 
@@ -117,12 +142,13 @@ class WorkerLoader(_Batches):
         num_workers: int,
     ) -> None:
         super().__init__(x, y, batch_size, drop_last, seed)
-        self.data = _Samples(x, y, augment.transforms() if augment else [])
+        self.data = _Samples(x, y, augment.transforms() if augment else [], seed)
         self.preprocess, self.device, self.num_workers = preprocess, device, num_workers
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = _order(len(self.data), self.seed, epoch)[start * self.batch_size :].tolist()
-        gen = torch.Generator().manual_seed(epoch_seed(self.seed + 2, epoch) + start)
+        self.data.epoch = epoch  # the workers (started below) get a copy with this epoch
+        gen = torch.Generator().manual_seed((epoch_seed(self.seed + 2, epoch) + start) % SEED_MOD)
         loader = DataLoader(
             self.data,
             batch_size=self.batch_size,

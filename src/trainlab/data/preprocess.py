@@ -44,6 +44,12 @@ class Preprocessor(nn.Module):
         self.fit(torch.zeros(2, *in_shape))
 
 
+def _safe_scale(std: torch.Tensor, eps: float) -> torch.Tensor:
+    """std, but 1 where a feature is (nearly) constant on train, as scikit-learn does: dividing
+    by eps would blow up any test value that differs from the constant (image borders)."""
+    return torch.where(std < eps, torch.ones_like(std), std)
+
+
 class Standardize(Preprocessor):
     """(x - mean) / std per feature (every input position has its own statistics)."""
 
@@ -52,7 +58,7 @@ class Standardize(Preprocessor):
     def fit(self, x: torch.Tensor) -> Standardize:
         mean = x.mean(0, keepdim=True) if self.center else torch.zeros_like(x[:1])
         std = x.std(0, keepdim=True) if self.scale else torch.ones_like(x[:1])
-        self._set(mean=mean, std=std.clamp_min(self.eps))
+        self._set(mean=mean, std=_safe_scale(std, self.eps))
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +78,7 @@ class PerChannel(Preprocessor):
         dims = [0, *range(2, x.ndim)]
         shape = [1, x.shape[1]] + [1] * (x.ndim - 2)
         mean = x.mean(dims).reshape(shape)
-        std = x.std(dims).reshape(shape).clamp_min(self.eps)
+        std = _safe_scale(x.std(dims).reshape(shape), self.eps)
         self._set(mean=mean, std=std)
         return self
 

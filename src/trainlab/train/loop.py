@@ -23,7 +23,7 @@ from trainlab.data.augment import Pipeline
 from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader, eval_batches
 from trainlab.data.preprocess import Preprocessor, create_preprocessor
-from trainlab.errors import NonFiniteError, RecipeError
+from trainlab.errors import NonFiniteError, RecipeError, RunFolderError
 from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import (
@@ -156,10 +156,14 @@ class Trainer:
                 "data in memory; this image folder is streamed (raise data.max_resident_mb)"
             )
         if resident:
-            with torch.no_grad():
-                xd = self.preprocess(x.to(self.device))
             return DeviceLoader(
-                xd, y.to(self.device), tcfg.batch_size, tcfg.drop_last, augment, self.recipe.seed
+                x.to(self.device),
+                y.to(self.device),
+                tcfg.batch_size,
+                tcfg.drop_last,
+                augment,
+                self.recipe.seed,
+                self.preprocess,
             )
         return WorkerLoader(
             x,
@@ -205,8 +209,12 @@ class Trainer:
         if tcfg.early_stopping is not None:
             es = tcfg.early_stopping
             cbs.append(EarlyStopping(es.metric, es.patience, es.min_delta, es.restore_best))
+        metric = tcfg.early_stopping.metric if tcfg.early_stopping is not None else "val_acc"
         self.checkpointer = Checkpointer(
-            self.run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
+            self.run_dir / "checkpoints",
+            tcfg.checkpoint_every,
+            tcfg.checkpoint_every_steps,
+            metric,
         )
         cbs.append(self.checkpointer)
         cbs.append(ProgressBar(self.total_steps, progress and tcfg.progress))
@@ -232,7 +240,7 @@ class Trainer:
     def _epochs(self) -> None:
         """Epoch after epoch: train, validate, end-of-epoch callbacks; stop when asked."""
         every = self.recipe.evaluation.every
-        while self.epoch < self.recipe.training.epochs and self.step < self.total_steps:
+        while self.step < self.total_steps and not self.stop_reason:
             self.callbacks("on_epoch_start", self)
             tick = time.perf_counter()
             self._train_epoch()
@@ -243,8 +251,6 @@ class Trainer:
             self.callbacks("on_epoch_end", self)
             self._stop_on_signal(epoch_done=True)
             self.epoch += 1
-            if self.stop_reason:
-                break
 
     def _stop_on_signal(self, epoch_done: bool) -> None:
         """After a SIGTERM/SIGINT: save ``last`` here (a step boundary) and raise Interrupted."""
@@ -437,6 +443,7 @@ class Trainer:
                 "seen": self.window_seen,
             },
             "train_seconds": self.train_seconds,
+            "stop_reason": self.stop_reason,
             "wall_seconds": self.wall_seconds(),
         }
 
@@ -449,14 +456,19 @@ class Trainer:
         weights, state = ckpt.load_checkpoint(self.run_dir / "checkpoints", "last")
         self.load_weights(weights)
         if isinstance(self.loader, DeviceLoader):  # re-apply the restored preprocessing
-            with torch.no_grad():
-                self.loader.x = self.preprocess(as_tensor(self.splits.x_train).to(self.device))
-        self.optimizer.load_state_dict(state["optimizer"])
+            self.loader.prepare()
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise RunFolderError(
+                f"{self.run_dir}: the checkpoint's optimiser state does not fit this recipe ({exc})"
+            ) from None
         self.step, self.epoch = state["step"], state["epoch"]
         self.window_loss.copy_(state["window"]["loss"])
         self.window_correct.copy_(state["window"]["correct"])
         self.window_seen = state["window"]["seen"]
         self.train_seconds, self.wall_before = state["train_seconds"], state["wall_seconds"]
+        self.stop_reason = state["stop_reason"]  # an early-stopped run only finishes
         self.callbacks.load_state_dict(state["callbacks"])
         ckpt.set_rng_state(state["rng"])
 
@@ -485,7 +497,8 @@ class Trainer:
 
 class Checkpointer(Callback):
     """Saves ``last`` every ``every`` epochs, every ``every_steps`` steps (0: never mid-epoch) and
-    at the end, and ``best`` whenever the validation metric improves."""
+    at the end, and ``best`` whenever the validation metric improves (early stopping's metric
+    when it is on, else validation accuracy)."""
 
     key = "checkpointer"
 
@@ -503,7 +516,8 @@ class Checkpointer(Callback):
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         value = metrics.get(self.metric)
-        if value is not None and (self.best is None or value > self.best):
+        sign = -1.0 if self.metric.endswith("loss") else 1.0  # the same "best" as early stopping
+        if value is not None and (self.best is None or sign * (value - self.best) > 0):
             self.best, self.best_epoch = value, trainer.epoch + 1
             trainer.best_epoch = self.best_epoch
             state = {"step": trainer.step, "epoch": trainer.epoch + 1, self.metric: value}
