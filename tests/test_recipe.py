@@ -48,6 +48,15 @@ def test_resolved_recipe_round_trips(tmp_path: Path):
         ("data.name=digitz", "did you mean 'digits'?"),
         ("loss.label_smoothing=0.1", ""),
         ("model.widths=[0]", "model.widths"),
+        ("schedule={name: step, gamma: abc}", "schedule.gamma: schedule 'step' parameter"),
+        ("optimizer.beta1=2", "optimizer.beta1: optimizer 'adamw' parameter 'beta1'"),
+        ("loss.label_smoothing=1.5", "loss.label_smoothing"),
+        ("schedule={name: sgdr, period_mult: 0}", "schedule.period_mult"),
+        ("augment=[{name: hflip, p: 3}]", "augment.0.p"),
+        ("model.init={name: kaiming_normal, mode: fan_avg}", "'fan_in' or 'fan_out'"),
+        ("optimizer.lr_scaling=linear", "needs optimizer.base_batch_size"),
+        ("preprocess=zca", ""),
+        ("seed=-1", "seed"),
     ],
 )
 def test_bad_values_are_refused_with_the_key(override: str, expected: str):
@@ -99,3 +108,8 @@ def test_every_shipped_recipe_is_valid():
 def test_missing_file_is_a_recipe_error(tmp_path: Path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_early_stopping_needs_a_validation_split():
+    with pytest.raises(RecipeError, match="needs a validation split"):
+        load_recipe(None, ["training.early_stopping={patience: 2}", "data.val_fraction=0"])

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -77,6 +78,10 @@ class Named(BaseModel):
                 raise ValueError(
                     f"{self.kind} {self.name!r} has no parameter {key!r};{did} valid: {valid}"
                 )
+        types = registry.get(self.name).param_types()
+        for key, value in extras.items():
+            if key in types:
+                setattr(self, key, _check_param(self.kind, self.name, key, types[key], value))
         for key, default in accepted.items():
             if key not in extras:
                 setattr(self, key, default)
@@ -89,6 +94,15 @@ class Named(BaseModel):
     def build(self, **context: Any) -> Any:
         """Build the component, passing ``context`` (e.g. channels) beside the recipe's params."""
         return _registry(self.kind).get(self.name).factory(**self.params(), **context)
+
+
+def _check_param(kind: str, name: str, key: str, annotation: Any, value: Any) -> Any:
+    """A component parameter checked against the factory's annotation (type and range)."""
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"]
+        raise ValueError(f"{kind} {name!r} parameter {key!r}: {msg} (got {value!r})") from None
 
 
 def named(kind: str) -> type[Named]:
@@ -137,6 +151,11 @@ class DataConfig(Section):
 
 class PreprocessConfig(Section):
     """Input normalisation fitted on the training split only, applied identically everywhere."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
 
     name: str = "standardize"
     eps: float = Field(1e-5, gt=0.0)
@@ -224,7 +243,9 @@ class TrainingConfig(Section):
     """How long, how many examples per step, and the numerics of each step."""
 
     epochs: int = Field(10, gt=0)
-    max_steps: int | None = Field(None, gt=0, description="stop after this many steps")
+    max_steps: int | None = Field(
+        None, gt=0, description="train exactly this many steps (instead of training.epochs)"
+    )
     batch_size: int = Field(64, gt=0)
     drop_last: bool = True
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
@@ -268,9 +289,22 @@ class Recipe(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        if self.training.early_stopping is not None and self.data.val_fraction == 0:
+            raise ValueError(
+                "training.early_stopping needs a validation split: data.val_fraction is 0"
+            )
+        if self.optimizer.lr_scaling != "none" and self.optimizer.base_batch_size is None:
+            raise ValueError(
+                f"optimizer.lr_scaling={self.optimizer.lr_scaling} needs "
+                "optimizer.base_batch_size (the batch size lr was chosen for)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _warmup_fits(self) -> Recipe:
         epochs = self.training.epochs
-        if self.schedule.warmup_epochs >= epochs:
+        if self.training.max_steps is None and self.schedule.warmup_epochs >= epochs:
             raise ValueError(
                 f"schedule.warmup_epochs={self.schedule.warmup_epochs} is not shorter than "
                 f"training.epochs={epochs}"
@@ -353,7 +387,7 @@ def _one_line(err: dict[str, Any]) -> str:
             return f"{path}: unknown key; did you mean {parent + '.' if parent else ''}{hint}?"
         return f"{path}: unknown key; valid: {', '.join(_fields_at(loc[:-1]))}"
     msg = err["msg"].removeprefix("Value error, ")
-    param = re.search(r"has no parameter '([^']+)'", msg)
+    param = re.search(r"parameter '([^']+)'", msg)
     if param:  # name the offending key itself, not only its section
         path = f"{path}.{param.group(1)}" if path else param.group(1)
     if kind == "value_error":  # our own validators already name the value

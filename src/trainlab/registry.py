@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,14 @@ class Entry:
     factory: Callable[..., Any]
     summary: str
     info: dict[str, Any] = field(default_factory=dict)
+
+    def param_types(self) -> dict[str, Any]:
+        """The annotations of the recipe-settable parameters (with their constraints)."""
+        try:
+            hints = typing.get_type_hints(self.factory, include_extras=True)
+        except (NameError, TypeError):  # a lambda or an unresolvable annotation: unchecked
+            return {}
+        return {name: hints[name] for name in self.params() if name in hints}
 
     def params(self) -> dict[str, Any]:
         """Parameters a recipe may set: the factory's keyword-only arguments with a default.

@@ -251,3 +251,16 @@ def test_create_schedule_passes_params_and_warmup() -> None:
 def test_create_schedule_unknown_name() -> None:
     with pytest.raises(RecipeError, match="did you mean 'cosine'"):
         create_schedule("cosin", {}, lr=LR, steps_per_epoch=1, warmup=0, total=10)
+
+
+def test_epoch_milestones_stay_absolute_with_warmup() -> None:
+    """multistep [3, 6] with 2 warm-up epochs still decays at epochs 3 and 6 (not 5 and 8)."""
+    from trainlab.optim.schedules import create_schedule
+
+    spe = 10
+    mult = create_schedule(
+        "multistep", {"milestones": (3, 6), "gamma": 0.1}, 1.0, spe, 2 * spe, 100
+    )
+    assert mult(0) == pytest.approx(1 / 20) and mult(19) == pytest.approx(1.0)
+    assert mult(29) == pytest.approx(1.0) and mult(30) == pytest.approx(0.1)
+    assert mult(59) == pytest.approx(0.1) and mult(60) == pytest.approx(0.01)

@@ -317,3 +317,29 @@ def test_deterministic_switch_is_set_both_ways(tmp_path: Path):
     assert torch.are_deterministic_algorithms_enabled()
     Trainer(trainlab.resolve_recipe(None, _mlp_digits()), tmp_path / "n", progress=False)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model.name=tv.resnet18"], "a forward pass on examples of shape (1, 8, 8) failed"),
+        (["model.name=tv.resnet18", "model.dropout=0.1"], "model.dropout applies to"),
+        (["evaluation.topk=10"], "evaluation.topk=10 must be below the number of classes"),
+        (["schedule={name: cosine, final_lr: 1.0}"], "schedule.final_lr=1.0 is above"),
+    ],
+)
+def test_problems_found_before_the_run_folder_exists(tmp_path: Path, overrides, message):
+    with pytest.raises(trainlab.RecipeError) as info:
+        trainlab.train(None, [*FAST, *overrides], out=tmp_path / "r", progress=False)
+    assert message in str(info.value)
+    assert not (tmp_path / "r").exists()
+
+
+def test_max_steps_sets_the_length_of_training(tmp_path: Path):
+    summary = trainlab.train(
+        None,
+        _mlp_digits("training.epochs=1", "training.max_steps=50", "schedule.warmup_epochs=0"),
+        out=tmp_path / "m",
+        progress=False,
+    )
+    assert summary["steps"] == 50 and summary["epochs_run"] == 3  # 20 steps per epoch

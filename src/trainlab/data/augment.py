@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from trainlab.registry import Registry
+from trainlab.types import NonNegativeInt, Probability
 
 __all__ = ["AUGMENTS", "Augment", "Pipeline"]
 
@@ -101,13 +102,13 @@ class _Crop:
 
 
 @AUGMENTS.register("hflip")
-def hflip(*, p: float = 0.5) -> Augment:
+def hflip(*, p: Probability = 0.5) -> Augment:
     """Horizontal flip with probability p."""
     return HorizontalFlip(p)
 
 
 @AUGMENTS.register("random_crop")
-def random_crop(*, padding: int = 4) -> Augment:
+def random_crop(*, padding: NonNegativeInt = 4) -> Augment:
     """Random crop of the original size after zero padding (random translation by <= padding)."""
     return RandomCrop(padding)
 

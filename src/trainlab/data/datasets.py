@@ -163,7 +163,7 @@ def digits(cfg: DataConfig) -> RawData:
 
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None]  # (N, 1, 8, 8), values 0..16
-    return RawData(x, bunch.target, None, None, [str(c) for c in range(10)], "digits")
+    return _fixed_test_split(x, bunch.target, [str(c) for c in range(10)], "digits")
 
 
 @DATASETS.register("mnist1d")
@@ -193,4 +193,10 @@ def spiral(cfg: DataConfig) -> RawData:
         xs.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
         ys.append(np.full(per_class, c))
     x = np.concatenate(xs).astype(np.float32)
-    return RawData(x, np.concatenate(ys), None, None, ["0", "1", "2"], "spiral")
+    return _fixed_test_split(x, np.concatenate(ys), ["0", "1", "2"], "spiral")
+
+
+def _fixed_test_split(x: np.ndarray, y: np.ndarray, classes: list[str], source: str) -> RawData:
+    """A built-in dataset's documented test split: 20% drawn with seed 0, whatever the recipe."""
+    keep, test = _split(len(x), 0.2, 0)
+    return RawData(x[keep], y[keep], x[test], y[test], classes, source)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from trainlab.registry import Registry
+from trainlab.types import NonNegative, Positive
 
 __all__ = ["ACTIVATIONS", "kaiming_nonlinearity"]
 
@@ -34,19 +35,19 @@ def relu() -> nn.Module:
 
 
 @ACTIVATIONS.register("leaky_relu")
-def leaky_relu(*, alpha: float = 0.01) -> nn.Module:
+def leaky_relu(*, alpha: NonNegative = 0.01) -> nn.Module:
     """max(alpha*x, x) with a fixed slope alpha (the lecture suggests 0.1)."""
     return nn.LeakyReLU(negative_slope=alpha)
 
 
 @ACTIVATIONS.register("prelu")
-def prelu(*, init: float = 0.25) -> nn.Module:
+def prelu(*, init: NonNegative = 0.25) -> nn.Module:
     """max(alpha*x, x) with alpha learned by backprop (one alpha per layer)."""
     return nn.PReLU(init=init)
 
 
 @ACTIVATIONS.register("elu")
-def elu(*, alpha: float = 1.0) -> nn.Module:
+def elu(*, alpha: Positive = 1.0) -> nn.Module:
     """x if x > 0 else alpha*(exp(x) - 1)."""
     return nn.ELU(alpha=alpha)
 

@@ -9,11 +9,16 @@ unless the recipe names a ``nonlinearity``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
 
 from trainlab.registry import Registry
+from trainlab.types import Positive
+
+FanMode = Literal["fan_in", "fan_out"]
+Gain = Literal["auto", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]
 
 __all__ = ["INITS", "init_model", "WEIGHTED"]
 
@@ -36,19 +41,19 @@ def zeros(*, activation: tuple[str, float]) -> WeightInit:
 
 
 @INITS.register("normal")
-def normal(*, std: float = 0.01, activation: tuple[str, float]) -> WeightInit:
+def normal(*, std: Positive = 0.01, activation: tuple[str, float]) -> WeightInit:
     """Small gaussian, W = std * randn (the lecture's 0.01 * np.random.randn)."""
     return lambda w: nn.init.normal_(w, 0.0, std)
 
 
 @INITS.register("xavier_normal")
-def xavier_normal(*, gain: float = 1.0, activation: tuple[str, float]) -> WeightInit:
+def xavier_normal(*, gain: Positive = 1.0, activation: tuple[str, float]) -> WeightInit:
     """Glorot normal: std = gain * sqrt(2 / (fan_in + fan_out))."""
     return lambda w: nn.init.xavier_normal_(w, gain=gain)
 
 
 @INITS.register("xavier_uniform")
-def xavier_uniform(*, gain: float = 1.0, activation: tuple[str, float]) -> WeightInit:
+def xavier_uniform(*, gain: Positive = 1.0, activation: tuple[str, float]) -> WeightInit:
     """Glorot uniform: bound = gain * sqrt(6 / (fan_in + fan_out))."""
     return lambda w: nn.init.xavier_uniform_(w, gain=gain)
 
@@ -69,7 +74,7 @@ def _kaiming(fn: Callable, mode: str, nonlinearity: str, activation: tuple[str, 
 
 @INITS.register("kaiming_normal")
 def kaiming_normal(
-    *, mode: str = "fan_in", nonlinearity: str = "auto", activation: tuple[str, float]
+    *, mode: FanMode = "fan_in", nonlinearity: Gain = "auto", activation: tuple[str, float]
 ) -> WeightInit:
     """He normal: std = gain / sqrt(fan), gain sqrt(2) for ReLU (sqrt(2/(1+a^2)) for leaky)."""
     return _kaiming(nn.init.kaiming_normal_, mode, nonlinearity, activation)
@@ -77,14 +82,14 @@ def kaiming_normal(
 
 @INITS.register("kaiming_uniform")
 def kaiming_uniform(
-    *, mode: str = "fan_in", nonlinearity: str = "auto", activation: tuple[str, float]
+    *, mode: FanMode = "fan_in", nonlinearity: Gain = "auto", activation: tuple[str, float]
 ) -> WeightInit:
     """He uniform: bound = gain * sqrt(3 / fan)."""
     return _kaiming(nn.init.kaiming_uniform_, mode, nonlinearity, activation)
 
 
 @INITS.register("orthogonal")
-def orthogonal(*, gain: float = 1.0, activation: tuple[str, float]) -> WeightInit:
+def orthogonal(*, gain: Positive = 1.0, activation: tuple[str, float]) -> WeightInit:
     """(Semi-)orthogonal weights (Saxe et al., 2013), scaled by ``gain``."""
     return lambda w: nn.init.orthogonal_(w, gain=gain)
 

@@ -203,6 +203,11 @@ def _user_class(cfg: ModelConfig, in_shape: tuple[int, ...], num_outputs: int) -
 def create_model(cfg: ModelConfig, in_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
     """Build, initialise and (if asked) zero-init the residual branches of the recipe's model."""
     layers = Layers.from_config(cfg)
+    if cfg.dropout and (cfg.name.startswith("tv.") or ":" in cfg.name):
+        raise RecipeError(
+            f"model.dropout applies to trainlab's own models; {cfg.name!r} sets its own dropout "
+            "(pass it in model.kwargs if its constructor takes one)"
+        )
     if cfg.name.startswith("tv."):
         model = _torchvision(cfg, layers, num_outputs)
     elif ":" in cfg.name:

@@ -12,6 +12,7 @@ from torch import nn
 
 from trainlab.errors import RecipeError
 from trainlab.registry import Registry
+from trainlab.types import Positive, PositiveInt, Probability
 
 __all__ = ["NORMS"]
 
@@ -25,14 +26,16 @@ def none(*, channels: int, dims: int) -> nn.Module:
 
 
 @NORMS.register("batch")
-def batch(*, momentum: float = 0.1, eps: float = 1e-5, channels: int, dims: int) -> nn.Module:
+def batch(
+    *, momentum: Probability = 0.1, eps: Positive = 1e-5, channels: int, dims: int
+) -> nn.Module:
     """Batch norm: per-channel statistics over the mini-batch; running averages at test time."""
     cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
     return cls(channels, eps=eps, momentum=momentum)
 
 
 @NORMS.register("layer")
-def layer(*, eps: float = 1e-5, channels: int, dims: int) -> nn.Module:
+def layer(*, eps: Positive = 1e-5, channels: int, dims: int) -> nn.Module:
     """Layer norm: per-sample statistics over all features (C, or C x spatial for conv maps)."""
     if dims == 0:
         return nn.LayerNorm(channels, eps=eps)
@@ -40,7 +43,7 @@ def layer(*, eps: float = 1e-5, channels: int, dims: int) -> nn.Module:
 
 
 @NORMS.register("instance")
-def instance(*, eps: float = 1e-5, channels: int, dims: int) -> nn.Module:
+def instance(*, eps: Positive = 1e-5, channels: int, dims: int) -> nn.Module:
     """Instance norm: per-sample, per-channel statistics over the spatial positions."""
     if dims == 0:
         raise RecipeError(
@@ -50,7 +53,7 @@ def instance(*, eps: float = 1e-5, channels: int, dims: int) -> nn.Module:
 
 
 @NORMS.register("group")
-def group(*, groups: int = 8, eps: float = 1e-5, channels: int, dims: int) -> nn.Module:
+def group(*, groups: PositiveInt = 8, eps: Positive = 1e-5, channels: int, dims: int) -> nn.Module:
     """Group norm: per-sample statistics over groups of channels (Wu and He, 2018)."""
     if channels % groups:
         raise RecipeError(

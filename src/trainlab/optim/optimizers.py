@@ -19,6 +19,7 @@ from torch import nn
 
 from trainlab.errors import RecipeError
 from trainlab.registry import Registry
+from trainlab.types import Fraction, Positive, PositiveInt
 
 __all__ = ["OPTIMIZERS", "OptimInfo", "param_groups", "scaled_lr", "create_optimizer"]
 
@@ -43,37 +44,43 @@ def sgd(params, lr: float):
 
 
 @_register("momentum", "SGD + momentum: v = rho v + dx; x -= lr v")
-def momentum(params, lr: float, *, rho: float = 0.9, dampening: float = 0.0):
+def momentum(params, lr: float, *, rho: Fraction = 0.9, dampening: Fraction = 0.0):
     return torch.optim.SGD(params, lr=lr, momentum=rho, dampening=dampening)
 
 
 @_register("nesterov", "SGD + Nesterov momentum (look-ahead gradient)")
-def nesterov(params, lr: float, *, rho: float = 0.9):
+def nesterov(params, lr: float, *, rho: Fraction = 0.9):
     return torch.optim.SGD(params, lr=lr, momentum=rho, nesterov=True)
 
 
 @_register("adagrad", "per-parameter lr scaled by the running sum of squared gradients")
-def adagrad(params, lr: float, *, eps: float = 1e-10):
+def adagrad(params, lr: float, *, eps: Positive = 1e-10):
     return torch.optim.Adagrad(params, lr=lr, eps=eps)
 
 
 @_register("rmsprop", "leaky AdaGrad: running mean of squared gradients")
-def rmsprop(params, lr: float, *, decay_rate: float = 0.99, eps: float = 1e-8, rho: float = 0.0):
+def rmsprop(
+    params, lr: float, *, decay_rate: Fraction = 0.99, eps: Positive = 1e-8, rho: Fraction = 0.0
+):
     return torch.optim.RMSprop(params, lr=lr, alpha=decay_rate, eps=eps, momentum=rho)
 
 
 @_register("adam", "Adam with bias correction (beta1 0.9, beta2 0.999)")
-def adam(params, lr: float, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+def adam(
+    params, lr: float, *, beta1: Fraction = 0.9, beta2: Fraction = 0.999, eps: Positive = 1e-8
+):
     return torch.optim.Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
 
 
 @_register("adamw", "Adam with decoupled weight decay", OptimInfo(native_decoupled_decay=True))
-def adamw(params, lr: float, *, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+def adamw(
+    params, lr: float, *, beta1: Fraction = 0.9, beta2: Fraction = 0.999, eps: Positive = 1e-8
+):
     return torch.optim.AdamW(params, lr=lr, betas=(beta1, beta2), eps=eps)
 
 
 @_register("lbfgs", "full-batch L-BFGS with a closure", OptimInfo(needs_closure=True))
-def lbfgs(params, lr: float, *, max_iter: int = 20, history_size: int = 100):
+def lbfgs(params, lr: float, *, max_iter: PositiveInt = 20, history_size: PositiveInt = 100):
     return torch.optim.LBFGS(
         params, lr=lr, max_iter=max_iter, history_size=history_size, line_search_fn="strong_wolfe"
     )

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Annotated, Literal
 
+from pydantic import Field
+
+from trainlab.errors import RecipeError
 from trainlab.registry import Registry
+from trainlab.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
 __all__ = ["SCHEDULES", "Schedule", "with_warmup", "create_schedule"]
 
@@ -26,18 +31,20 @@ def constant(*, lr: float, steps_per_epoch: int) -> Schedule:
     return lambda t, total: 1.0
 
 
-@SCHEDULES.register("step")
-def step(*, step_epochs: int = 30, gamma: float = 0.1, lr: float, steps_per_epoch: int) -> Schedule:
+@SCHEDULES.register("step", absolute=True)
+def step(
+    *, step_epochs: PositiveInt = 30, gamma: Positive = 0.1, lr: float, steps_per_epoch: int
+) -> Schedule:
     """Multiply by gamma every ``step_epochs`` epochs."""
     every = max(1, step_epochs * steps_per_epoch)
     return lambda t, total: gamma ** (t // every)
 
 
-@SCHEDULES.register("multistep")
+@SCHEDULES.register("multistep", absolute=True)
 def multistep(
     *,
-    milestones: tuple[int, ...] = (30, 60, 90),
-    gamma: float = 0.1,
+    milestones: tuple[NonNegativeInt, ...] = (30, 60, 90),
+    gamma: Positive = 0.1,
     lr: float,
     steps_per_epoch: int,
 ) -> Schedule:
@@ -47,21 +54,21 @@ def multistep(
 
 
 @SCHEDULES.register("cosine")
-def cosine(*, final_lr: float = 0.0, lr: float, steps_per_epoch: int) -> Schedule:
+def cosine(*, final_lr: NonNegative = 0.0, lr: float, steps_per_epoch: int) -> Schedule:
     """lr_t = lr_T + 1/2 (lr_0 - lr_T)(1 + cos(pi t / T))."""
     f = final_lr / lr
     return lambda t, total: f + 0.5 * (1.0 - f) * (1.0 + math.cos(math.pi * t / total))
 
 
 @SCHEDULES.register("linear")
-def linear(*, final_lr: float = 0.0, lr: float, steps_per_epoch: int) -> Schedule:
+def linear(*, final_lr: NonNegative = 0.0, lr: float, steps_per_epoch: int) -> Schedule:
     """lr_t = lr_0 (1 - t/T), ending at ``final_lr`` (0 in the lecture)."""
     f = final_lr / lr
     return lambda t, total: f + (1.0 - f) * (1.0 - t / total)
 
 
 @SCHEDULES.register("inverse_sqrt")
-def inverse_sqrt(*, timescale_epochs: float = 1.0, lr: float, steps_per_epoch: int) -> Schedule:
+def inverse_sqrt(*, timescale_epochs: Positive = 1.0, lr: float, steps_per_epoch: int) -> Schedule:
     """lr_t = lr_0 / sqrt(t') with t' = 1 + t / timescale (t' counts timescales from 1)."""
     tau = max(1.0, timescale_epochs * steps_per_epoch)
     return lambda t, total: 1.0 / math.sqrt(1.0 + t / tau)
@@ -70,10 +77,10 @@ def inverse_sqrt(*, timescale_epochs: float = 1.0, lr: float, steps_per_epoch: i
 @SCHEDULES.register("onecycle")
 def onecycle(
     *,
-    pct_start: float = 0.3,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
-    anneal: str = "cos",
+    pct_start: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3,
+    div_factor: Positive = 25.0,
+    final_div_factor: Positive = 1e4,
+    anneal: Literal["cos", "linear"] = "cos",
     lr: float,
     steps_per_epoch: int,
 ) -> Schedule:
@@ -101,9 +108,9 @@ def onecycle(
 @SCHEDULES.register("sgdr")
 def sgdr(
     *,
-    period_epochs: float = 10.0,
-    period_mult: int = 1,
-    final_lr: float = 0.0,
+    period_epochs: Positive = 10.0,
+    period_mult: PositiveInt = 1,
+    final_lr: NonNegative = 0.0,
     lr: float,
     steps_per_epoch: int,
 ) -> Schedule:
@@ -119,14 +126,20 @@ def sgdr(
     return mult
 
 
-def with_warmup(schedule: Schedule, warmup: int, total: int) -> Callable[[int], float]:
-    """Linear warm-up from lr/warmup to lr over ``warmup`` steps, then ``schedule`` after it."""
+def with_warmup(
+    schedule: Schedule, warmup: int, total: int, absolute: bool = False
+) -> Callable[[int], float]:
+    """Linear warm-up from lr/warmup to lr over ``warmup`` steps, then ``schedule``.
+
+    Most schedules run over the steps after warm-up (``t - warmup`` of ``total - warmup``);
+    ``absolute`` ones (step, multistep: "x0.1 at epochs 30, 60, 90") keep counting from 0.
+    """
     rest = max(1, total - warmup)
 
     def mult(t: int) -> float:
         if t < warmup:
             return (t + 1) / warmup
-        return schedule(t - warmup, rest)
+        return schedule(t, total) if absolute else schedule(t - warmup, rest)
 
     return mult
 
@@ -135,5 +148,11 @@ def create_schedule(
     name: str, params: dict, lr: float, steps_per_epoch: int, warmup: int, total: int
 ) -> Callable[[int], float]:
     """The recipe's schedule with its warm-up, as ``mult(step)``."""
-    factory = SCHEDULES.get(name).factory
-    return with_warmup(factory(**params, lr=lr, steps_per_epoch=steps_per_epoch), warmup, total)
+    if params.get("final_lr", 0.0) > lr:
+        raise RecipeError(
+            f"schedule.final_lr={params['final_lr']} is above the learning rate {lr}: "
+            "a decay schedule ends below where it starts"
+        )
+    entry = SCHEDULES.get(name)
+    schedule = entry.factory(**params, lr=lr, steps_per_epoch=steps_per_epoch)
+    return with_warmup(schedule, warmup, total, entry.info.get("absolute", False))

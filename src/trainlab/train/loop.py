@@ -116,24 +116,55 @@ class Trainer:
         self.optim_info = OPTIMIZERS.get(recipe.optimizer.name).info["optim"]
         self.loader = self._make_loader()
         self.steps_per_epoch = 1 if self.optim_info.needs_closure else len(self.loader)
-        self.total_steps = tcfg.epochs * self.steps_per_epoch
-        if tcfg.max_steps is not None:
-            self.total_steps = min(self.total_steps, tcfg.max_steps)
+        self.total_steps = (
+            tcfg.max_steps if tcfg.max_steps is not None else tcfg.epochs * self.steps_per_epoch
+        )
         self._make_optimizer()
         self.step, self.epoch, self.best_epoch = 0, 0, 0
         self.train_seconds = 0.0  # inside training epochs: throughput excludes evaluation
         self.fit_start, self.wall_before = time.perf_counter(), 0.0  # wall_before: resumed runs
+        self.tick = time.perf_counter()  # start of the current logging window (throughput)
         # the running sums of the current logging window: on the device, saved in checkpoints
         self.window_loss = torch.zeros((), device=self.device)
         self.window_correct = torch.zeros((), device=self.device, dtype=torch.long)
         self.window_seen = 0
         self.stop_reason: str | None = None
         self.topk = recipe.evaluation.topk or (5 if self.num_classes > 5 else None)
+        if self.topk is not None and self.topk >= self.num_classes:
+            raise RecipeError(
+                f"evaluation.topk={self.topk} must be below the number of classes "
+                f"({self.num_classes})"
+            )
+        self._check_forward()
         self.signals = StopSignals()
         self.callbacks = CallbackList(self._default_callbacks(progress) + list(callbacks or []))
 
     # ------------------------------------------------------------------------------------------
     # set-up
+
+    @torch.no_grad()
+    def _check_forward(self) -> None:
+        """One forward pass on two training examples, in eval mode, before any folder exists:
+        a model that does not fit the data fails here with its name, not mid-run."""
+        x = as_tensor(self.splits.x_train[:2])
+        x = torch.stack([x[i] for i in range(2)]) if not isinstance(x, torch.Tensor) else x
+        self.model.eval()
+        try:
+            out = self.model(self.preprocess(x.to(self.device)))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            first = " ".join(str(exc).split())[:200]
+            raise RecipeError(
+                f"model.name={self.recipe.model.name!r}: a forward pass on examples of shape "
+                f"{tuple(x.shape[1:])} failed ({first})"
+            ) from None
+        finally:
+            self.model.train()
+        expected = num_outputs(self.recipe.loss.name, self.num_classes)
+        if out.ndim != 2 or out.shape[1] != expected:
+            raise RecipeError(
+                f"model.name={self.recipe.model.name!r}: outputs have shape {tuple(out.shape)}, "
+                f"expected (N, {expected}) for {self.num_classes} classes"
+            )
 
     def _fit_preprocess(self) -> Preprocessor:
         pre = create_preprocessor(self.recipe.preprocess.name, self.recipe.preprocess.eps)
@@ -268,7 +299,7 @@ class Trainer:
         log_every = self.recipe.training.log_every
         start = self.step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
         loss_sum, correct = self.window_loss, self.window_correct
-        tick = time.perf_counter()
+        self.tick = time.perf_counter() if self.window_seen == 0 else self.tick
         for xb, yb in self.loader.epoch(self.epoch, start):
             lr = self._set_lr()
             with self.autocast():
@@ -292,7 +323,7 @@ class Trainer:
             loss_sum.add_(loss.detach(), alpha=len(yb))
             correct.add_((predictions(scores.detach()) == hard_labels(yb)).sum())
             if self.step % log_every == 0 or self.step >= self.total_steps:
-                tick = self._log(loss_sum, correct, self.window_seen, lr, tick)
+                self.tick = self._log(loss_sum, correct, self.window_seen, lr, self.tick)
                 self.window_seen = 0
             self.callbacks("on_batch_end", self)
             self._stop_on_signal(epoch_done=False)
@@ -314,10 +345,12 @@ class Trainer:
         tick = time.perf_counter()
         self.optimizer.step(closure)
         self.step += 1
+        self.model.eval()  # measuring must not move batch-norm statistics or drop units
         with torch.no_grad():
             scores = self.model(x).float()
             loss_sum = self.loss_fn(scores, y) * len(y)
             correct = (predictions(scores) == hard_labels(y)).sum()
+        self.model.train()
         self._log(loss_sum, correct, len(y), lr, tick)
 
     def _refuse_nonfinite(self, loss: torch.Tensor, norm: torch.Tensor | None) -> None:

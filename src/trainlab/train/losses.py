@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from trainlab.registry import Registry
+from trainlab.types import Fraction, NonNegative
 
 __all__ = ["LOSSES", "to_probs", "LossFn"]
 
@@ -31,7 +32,7 @@ def to_probs(target: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> 
 
 
 @LOSSES.register("cross_entropy")
-def cross_entropy(*, label_smoothing: float = 0.0) -> LossFn:
+def cross_entropy(*, label_smoothing: Fraction = 0.0) -> LossFn:
     """Softmax cross-entropy, -sum_k t_k log softmax(s)_k, with optional label smoothing."""
 
     def loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -41,7 +42,7 @@ def cross_entropy(*, label_smoothing: float = 0.0) -> LossFn:
 
 
 @LOSSES.register("bce")
-def bce(*, label_smoothing: float = 0.0) -> LossFn:
+def bce(*, label_smoothing: Fraction = 0.0) -> LossFn:
     """Binary cross-entropy on sigmoid scores: one logit for two classes, else one-vs-all."""
 
     def loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -55,7 +56,7 @@ def bce(*, label_smoothing: float = 0.0) -> LossFn:
 
 
 @LOSSES.register("hinge")
-def hinge(*, margin: float = 1.0) -> LossFn:
+def hinge(*, margin: NonNegative = 1.0) -> LossFn:
     """Multiclass SVM (lecture 001): sum over k != y of max(0, s_k - s_y + margin).
 
     torch's MultiMarginLoss divides this sum by C; the lecture (and cs231n) does not, so the
@@ -85,7 +86,7 @@ def mse() -> LossFn:
 
 
 @LOSSES.register("kl")
-def kl(*, label_smoothing: float = 0.0) -> LossFn:
+def kl(*, label_smoothing: Fraction = 0.0) -> LossFn:
     """KL(target || softmax(scores)) per example: cross-entropy minus the targets' entropy."""
 
     def loss(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
