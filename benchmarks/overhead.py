@@ -5,7 +5,7 @@ data (device-resident tensors), batch size and data order; they alternate epoch 
 machine noise hits both alike (the first loop to run alternates); the median of the per-epoch
 ratios is reported, with the ratio of the fastest epochs beside it.
 
-    python benchmarks/overhead.py [--json] [--epochs 7] [--case NAME ...]
+    python benchmarks/overhead.py [--json] [--epochs 20] [--case NAME ...] [--set KEY=VALUE ...]
 
 Cases: ``digits-convnet`` (the default recipe's model, no augmentation) and ``mnist1d-mlp`` (a
 small MLP: the step is short, so any per-step overhead shows most).
@@ -65,8 +65,8 @@ def hand_epoch(model, opt, loader: DeviceLoader, epoch: int) -> None:
         opt.step()
 
 
-def measure(case: str, epochs: int) -> dict:
-    recipe = resolve_recipe(None, [*CASES[case], *COMMON])
+def measure(case: str, epochs: int, extra: list[str]) -> dict:
+    recipe = resolve_recipe(None, [*CASES[case], *COMMON, *extra])
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(recipe, Path(tmp), progress=False)
         model = copy.deepcopy(trainer.model)
@@ -105,6 +105,7 @@ def measure(case: str, epochs: int) -> dict:
         "ratio_of_minima": min(ours) / min(hand),
         "hand_step_ms": 1000 * statistics.median(hand) / steps,
         "device": str(trainer.device),
+        "overrides": extra,
         "torch_threads": torch.get_num_threads(),
     }
 
@@ -114,8 +115,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--case", nargs="*", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--set", nargs="*", default=[], help="extra recipe overrides")
     args = parser.parse_args()
-    results = [measure(case, args.epochs) for case in args.case]
+    results = [measure(case, args.epochs, args.set) for case in args.case]
     for r in results:
         print(
             f"{r['case']:>15}: trainlab {r['trainlab_epoch_s']:.3f}s  hand {r['hand_epoch_s']:.3f}s"

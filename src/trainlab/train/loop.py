@@ -233,6 +233,7 @@ class Trainer:
         self.decay_params = [p for g in groups if g["decay"] for p in g["params"]]
         self.decoupled = any(g.get("decoupled_wd") for g in self.optimizer.param_groups)
         self.guard = self.recipe.training.nonfinite == "stop"
+        self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
 
     def _default_callbacks(self, progress: bool) -> list[Callback]:
         tcfg = self.recipe.training
@@ -359,11 +360,14 @@ class Trainer:
         This reads one boolean back from the device per step (a sync on a GPU); the weights and
         every checkpoint stay finite. ``training.nonfinite: ignore`` skips it.
         """
-        if norm is None:
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if norm is None:  # the sum of the per-tensor norms is finite iff every gradient is
+            grads = [p.grad for p in self.trained_params if p.grad is not None]
+            norm = torch.stack(torch._foreach_norm(grads)).sum()
         if bool(torch.isfinite(loss.detach() + norm)):
             return
+        if not bool(torch.isfinite(norm)):
+            grads = [p.grad for p in self.trained_params if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         what = "loss" if not bool(torch.isfinite(loss)) else "gradient norm"
         value = (loss if what == "loss" else norm).detach().item()
         batch = self.step - self.epoch * self.steps_per_epoch
