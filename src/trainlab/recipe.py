@@ -142,6 +142,12 @@ class DataConfig(Section):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = 0
     cache_dir: str | None = None
+    on_corrupt: Literal["stop", "skip"] = Field(
+        "stop", description="an unreadable image stops loading, or is skipped and counted"
+    )
+    max_image_pixels: int = Field(
+        89_478_485, gt=0, description="larger images are refused as decompression bombs"
+    )
     loader: Literal["auto", "device", "dataloader"] = "auto"
     num_workers: int = Field(2, ge=0)
     max_resident_mb: float = Field(4096.0, gt=0, description="larger data is streamed")
