@@ -22,12 +22,14 @@ import hashlib
 import os
 import pickle
 import re
+import struct
 import tempfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -596,9 +598,150 @@ def cifar10(cfg: DataConfig) -> RawData:
 # --------------------------------------------------------------------------- image folders
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
-_CACHE_VERSION = "trainlab-images-v1"
+_CACHE_VERSION = "trainlab-images-v2"
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # IHDR colour type -> channels (palette is RGB)
+_MODES = ("grayscale", "grayscale+alpha", "RGB", "RGBA", "CMYK")  # the order notes list them in
 _DECODE_BATCH = 256
+
+_Skipped = tuple[Path, str]  # (file, why it was left out) for data.on_corrupt: skip
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What a file's first bytes say: format, size and (PNG, JPEG) the stored channel count."""
+
+    format: str
+    width: int
+    height: int
+    channels: int | None  # None: only decoding tells (GIF, WebP)
+
+
+def _jpeg_frame(read: Callable[[int, int], bytes]) -> tuple[int, int, int]:
+    """(width, height, components) from a JPEG's SOFn segment, walking the marker segments."""
+    pos = 2
+    while True:
+        marker = read(pos, 2)
+        if len(marker) < 2:
+            raise ValueError("JPEG ends before its frame header")
+        if marker[0] != 0xFF:
+            raise ValueError(f"JPEG marker expected at byte {pos}")
+        kind = marker[1]
+        if kind == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if kind == 0x01 or 0xD0 <= kind <= 0xD8:  # TEM, RSTn, SOI: no length field
+            pos += 2
+            continue
+        if kind in (0xD9, 0xDA):
+            raise ValueError("JPEG has no frame header before its image data")
+        segment = read(pos + 2, 8)
+        if len(segment) < 2:
+            raise ValueError("JPEG ends inside a marker segment")
+        if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # SOFn, not DHT/JPG/DAC
+            if len(segment) < 8:
+                raise ValueError("JPEG frame header is truncated")
+            height, width = struct.unpack(">HH", segment[3:7])
+            return width, height, segment[7]
+        length = int.from_bytes(segment[:2], "big")
+        if length < 2:
+            raise ValueError(f"JPEG segment at byte {pos} has length {length}")
+        pos += 2 + length
+
+
+def _image_header(read: Callable[[int, int], bytes]) -> _Header:
+    """The header of a PNG, JPEG, GIF, BMP or WebP, read without decoding.
+
+    ``read(offset, n)`` returns up to n bytes. Another format, or a header that is cut short or
+    malformed, raises ValueError: the file would not decode either (torchvision reads no other
+    formats that IMAGE_SUFFIXES lists).
+    """
+    head = read(0, 32)
+    if head[:8] == _PNG_MAGIC:
+        if len(head) < 26 or head[12:16] != b"IHDR":
+            raise ValueError("PNG without a complete IHDR header")
+        width, height = struct.unpack(">II", head[16:24])
+        channels = _PNG_CHANNELS.get(head[25])
+        if channels is None:
+            raise ValueError(f"PNG colour type {head[25]} is not valid")
+        return _Header("png", width, height, channels)
+    if head[:3] == _JPEG_MAGIC:
+        return _Header("jpeg", *_jpeg_frame(read))
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        if len(head) < 10:
+            raise ValueError("GIF header is truncated")
+        return _Header("gif", *struct.unpack("<HH", head[6:10]), None)
+    if head[:2] == b"BM":
+        if len(head) < 26:
+            raise ValueError("BMP header is truncated")
+        if int.from_bytes(head[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+            return _Header("bmp", *struct.unpack("<HH", head[18:22]), None)
+        width, height = struct.unpack("<ii", head[18:26])
+        return _Header("bmp", abs(width), abs(height), None)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _webp_header(head)
+    raise ValueError(f"not a PNG, JPEG, GIF, BMP or WebP file (starts with {bytes(head[:8])!r})")
+
+
+def _webp_header(head: bytes) -> _Header:
+    """Size of a WebP from its first chunk (VP8 lossy, VP8L lossless or VP8X extended)."""
+    chunk = head[12:16]
+    if chunk == b"VP8 " and len(head) >= 30:
+        width, height = struct.unpack("<HH", head[26:30])
+        return _Header("webp", width & 0x3FFF, height & 0x3FFF, None)
+    if chunk == b"VP8L" and len(head) >= 25:
+        bits = int.from_bytes(head[21:25], "little")
+        return _Header("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, None)
+    if chunk == b"VP8X" and len(head) >= 30:
+        width = int.from_bytes(head[24:27], "little") + 1
+        return _Header("webp", width, int.from_bytes(head[27:30], "little") + 1, None)
+    raise ValueError(f"WebP with an unknown or truncated first chunk {chunk!r}")
+
+
+def _checked_header(path: Path, read: Callable[[int, int], bytes], max_pixels: int) -> _Header:
+    """The file's header; a malformed one, or a decompression bomb, is a DataError naming it."""
+    try:
+        header = _image_header(read)
+    except (ValueError, OSError, struct.error) as exc:
+        raise DataError(f"{path}: cannot read image header ({_one_line(exc)})") from None
+    if header.width * header.height > max_pixels:
+        raise DataError(
+            f"{path}: image is {header.width}x{header.height} "
+            f"({header.width * header.height:,} pixels, over data.max_image_pixels = "
+            f"{max_pixels:,}); looks like a decompression bomb; raise data.max_image_pixels "
+            "if it is genuine"
+        )
+    return header
+
+
+def _bytes_header(path: Path, data: torch.Tensor, max_pixels: int) -> _Header:
+    """:func:`_checked_header` of a file already read into a uint8 tensor."""
+    view = memoryview(data.numpy())
+    return _checked_header(path, lambda at, n: bytes(view[at : at + n]), max_pixels)
+
+
+def _file_header(path: Path, max_pixels: int) -> _Header:
+    """:func:`_checked_header` reading only the header bytes (the streamed up-front check)."""
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                raise DataError(f"{path}: empty file (0 bytes), expected an image")
+
+            def read(at: int, n: int) -> bytes:
+                file.seek(at)
+                return file.read(n)
+
+            return _checked_header(path, read, max_pixels)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({_one_line(exc)})") from None
+
+
+def _mode(header: _Header, channels: int) -> str:
+    """The stored colour mode's name: four JPEG components are CMYK (or YCCK), else RGBA."""
+    if channels == 4 and header.format == "jpeg":
+        return "CMYK"
+    return _MODES[min(max(channels, 1), 4) - 1]
 
 
 def image_files(root: Path | str) -> tuple[list[Path], list[int], list[str]]:
@@ -646,13 +789,19 @@ def image_cache_dir(cfg: DataConfig) -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "trainlab") / "images"
 
 
-def _cache_key(splits: dict[str, tuple[Path, list[Path]]], image_size: int | None) -> str:
-    """A hash of every file's relative path, size and mtime, and the resize target.
+def _cache_key(
+    splits: dict[str, tuple[Path, list[Path]]], image_size: int | None, max_pixels: int
+) -> str:
+    """A hash of every file's relative path, size and mtime, the resize target and pixel limit.
 
     Relative paths keep the cache valid when the dataset folder moves; sizes and mtimes catch
-    an edited or replaced file without reading it.
+    an edited or replaced file without reading it. The pixel limit is in the key so a lowered
+    data.max_image_pixels is checked against the files again. data.on_corrupt need not be: a
+    cache is only written when no file was skipped, and then both settings decode the same.
     """
-    digest = hashlib.sha256(f"{_CACHE_VERSION}\nimage_size={image_size}\n".encode())
+    digest = hashlib.sha256(
+        f"{_CACHE_VERSION}\nimage_size={image_size}\nmax_pixels={max_pixels}\n".encode()
+    )
     for split, (_root, paths) in splits.items():
         lines = []
         for path in paths:
@@ -717,64 +866,124 @@ def _read_image_bytes(path: Path) -> torch.Tensor:
         raise DataError(f"{path}: cannot read ({_one_line(exc)})") from None
 
 
-def _decode_one(path: Path, data: torch.Tensor) -> torch.Tensor:
-    """One image as RGB (3, H, W) uint8; a file that does not decode is a DataError naming it.
+def _decode_one(path: Path, data: torch.Tensor, header: _Header) -> tuple[torch.Tensor, int]:
+    """(RGB (3, H, W) uint8 image, channels as stored); a file that does not decode is a DataError.
 
-    An animated GIF keeps its first frame; a 16-bit PNG is scaled to 8 bits like every other
-    image, so one uint8 array holds them all.
+    PNG and JPEG are decoded straight to RGB (their header gave the stored channels; a palette
+    PNG counts as RGB); other formats are decoded unchanged, to count their channels, and then
+    converted here the same way: gray is replicated, alpha dropped. An animated GIF keeps its
+    first frame; a 16-bit PNG is scaled to 8 bits like every other image, so one uint8 array
+    holds them all.
     """
     import torch
     from torchvision.io import ImageReadMode, decode_image
     from torchvision.transforms.v2.functional import to_dtype
 
+    channels = header.channels
+    mode = ImageReadMode.UNCHANGED if channels is None else ImageReadMode.RGB
     try:
-        image = decode_image(data, mode=ImageReadMode.RGB)
+        image = decode_image(data, mode=mode)
     except (RuntimeError, ValueError) as exc:
         raise DataError(f"{path}: cannot decode image ({_one_line(exc)})") from None
     image = image[0] if image.ndim == 4 else image
-    return image if image.dtype == torch.uint8 else to_dtype(image, torch.uint8, scale=True)
+    if channels is None:
+        channels = int(image.shape[0])
+        if channels in (1, 2):
+            image = image[:1].repeat(3, 1, 1)
+        elif channels > 3:
+            image = image[:3]
+    if image.dtype != torch.uint8:
+        image = to_dtype(image, torch.uint8, scale=True)
+    return image, channels
 
 
-def _decode_jpegs(paths: list[Path], blobs: list[torch.Tensor]) -> list[torch.Tensor]:
-    """A batch of JPEGs decoded in one call (the fast path); on failure, find the bad file."""
+def _decode_jpegs(
+    paths: list[Path], blobs: list[torch.Tensor], headers: list[_Header]
+) -> list[torch.Tensor | DataError]:
+    """A batch of JPEGs decoded in one call (the fast path); on failure, find the bad files."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     try:
         return decode_jpeg(blobs, mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError):
-        return [_decode_one(p, b) for p, b in zip(paths, blobs, strict=True)]
+        out: list[torch.Tensor | DataError] = []
+        for path, blob, header in zip(paths, blobs, headers, strict=True):
+            try:
+                out.append(_decode_one(path, blob, header)[0])
+            except DataError as exc:
+                out.append(exc)
+        return out
 
 
-def _decoded(paths: list[Path]) -> Iterator[tuple[Path, torch.Tensor]]:
-    """(path, RGB image) for each file in order, batching consecutive JPEGs for decode_jpeg."""
+def _decoded(
+    paths: list[Path], max_pixels: int
+) -> Iterator[tuple[Path, torch.Tensor | DataError, str]]:
+    """(path, RGB image or the DataError it raised, stored mode) for each file in order.
+
+    Every header is checked (malformed, decompression bomb) before anything is decoded;
+    consecutive JPEGs are batched for decode_jpeg, which converts gray and CMYK to RGB itself.
+    """
     for start in range(0, len(paths), _DECODE_BATCH):
         chunk = paths[start : start + _DECODE_BATCH]
-        blobs = [_read_image_bytes(p) for p in chunk]
-        is_jpeg = [bytes(b[:3].tolist()) == _JPEG_MAGIC for b in blobs]
-        jpegs = [i for i, j in enumerate(is_jpeg) if j]
-        images: dict[int, torch.Tensor] = {}
-        if jpegs:
-            decoded = _decode_jpegs([chunk[i] for i in jpegs], [blobs[i] for i in jpegs])
-            images.update(zip(jpegs, decoded, strict=True))
-        for i, jpeg in enumerate(is_jpeg):
-            if not jpeg:
-                images[i] = _decode_one(chunk[i], blobs[i])
+        results: dict[int, tuple[torch.Tensor | DataError, str]] = {}
+        blobs: dict[int, torch.Tensor] = {}
+        headers: dict[int, _Header] = {}
         for i, path in enumerate(chunk):
-            yield path, images[i]
+            try:
+                blobs[i] = _read_image_bytes(path)
+                headers[i] = _bytes_header(path, blobs[i], max_pixels)
+            except DataError as exc:
+                results[i] = (exc, "")
+        jpegs = [i for i, h in headers.items() if h.format == "jpeg"]
+        if jpegs:
+            decoded = _decode_jpegs(
+                [chunk[i] for i in jpegs], [blobs[i] for i in jpegs], [headers[i] for i in jpegs]
+            )
+            for i, image in zip(jpegs, decoded, strict=True):
+                results[i] = (image, _mode(headers[i], headers[i].channels))
+        for i in headers.keys() - set(jpegs):
+            try:
+                image, channels = _decode_one(chunk[i], blobs[i], headers[i])
+                results[i] = (image, _mode(headers[i], channels))
+            except DataError as exc:
+                results[i] = (exc, "")
+        for i, path in enumerate(chunk):
+            yield path, *results[i]
 
 
-def _decode_files(paths: list[Path], image_size: int | None) -> np.ndarray:
+@dataclass
+class _Split:
+    """One split decoded: the kept images, their indices among the files, what was left out."""
+
+    x: np.ndarray
+    kept: np.ndarray
+    skipped: list[_Skipped]
+    modes: dict[str, int]
+
+
+def _decode_files(
+    paths: list[Path], image_size: int | None, max_pixels: int, on_corrupt: str = "stop"
+) -> _Split:
     """All images as one uint8 array (N, 3, H, W), resized to image_size when it is set.
 
     Without image_size every image must have the first one's size: a silent resize would change
-    the data the user thinks they are training on.
+    the data the user thinks they are training on. A file that cannot be read or decoded raises,
+    or with on_corrupt="skip" is left out and listed.
     """
     from torchvision.transforms.v2.functional import resize
 
     out: np.ndarray | None = None
     first: tuple[Path, tuple[int, int]] | None = None
+    kept: list[int] = []
+    skipped: list[_Skipped] = []
+    modes: dict[str, int] = {}
     with _quiet_torchvision_io():
-        for i, (path, image) in enumerate(_decoded(paths)):
+        for i, (path, image, mode) in enumerate(_decoded(paths, max_pixels)):
+            if isinstance(image, DataError):
+                if on_corrupt != "skip":
+                    raise image
+                skipped.append((path, str(image).removeprefix(f"{path}: ")))
+                continue
             size = (int(image.shape[1]), int(image.shape[2]))
             if image_size is not None and size != (image_size, image_size):
                 image = resize(image, [image_size, image_size], antialias=True)
@@ -787,9 +996,47 @@ def _decode_files(paths: list[Path], image_size: int | None) -> np.ndarray:
                 )
             if out is None:
                 out = np.empty((len(paths), *image.shape), dtype=np.uint8)
-            out[i] = image.numpy()
-    assert out is not None  # image_files never returns an empty list
-    return out
+            out[len(kept)] = image.numpy()
+            kept.append(i)
+            modes[mode] = modes.get(mode, 0) + 1
+    if out is None:  # every file skipped: _check_classes names the first class folder
+        out = np.empty((0, 3, 1, 1), dtype=np.uint8)
+    elif len(kept) < len(out):
+        out = out[: len(kept)].copy()
+    return _Split(out, np.asarray(kept, dtype=np.int64), skipped, modes)
+
+
+def _check_classes(paths: list[Path], kept: np.ndarray, skipped: list[_Skipped]) -> None:
+    """A class folder whose every image was skipped is an error (the class would never be seen)."""
+    if len(kept) == len(paths):
+        return
+    left = {paths[i].parent for i in kept.tolist()}
+    for folder in dict.fromkeys(p.parent for p in paths):
+        if folder not in left:
+            lost = [s for s in skipped if s[0].parent == folder]
+            first = f"first: {lost[0][0]}: {lost[0][1]}" if lost else "none readable"
+            raise DataError(
+                f"{folder}: every image of this class was skipped as unreadable "
+                f"({len(lost)} files; {first})"
+            )
+
+
+def _skip_note(skipped: list[_Skipped]) -> list[str]:
+    if not skipped:
+        return []
+    s = "s" if len(skipped) > 1 else ""
+    return [f"skipped {len(skipped)} unreadable image{s} (first: {skipped[0][0]}: {skipped[0][1]})"]
+
+
+def _convert_note(modes: dict[str, int], channels: int) -> list[str]:
+    """'converted 3 images to RGB (2 grayscale, 1 RGBA)'; nothing when none changed mode."""
+    target = "RGB" if channels == 3 else "grayscale"
+    counts = {m: modes[m] for m in _MODES if m != target and modes.get(m)}
+    total = sum(counts.values())
+    if not total:
+        return []
+    detail = ", ".join(f"{n} {m}" for m, n in counts.items())
+    return [f"converted {total} image{'s' if total > 1 else ''} to {target} ({detail})"]
 
 
 def _all_gray(*arrays: np.ndarray) -> bool:
@@ -819,40 +1066,71 @@ def _image_roots(cfg: DataConfig) -> tuple[Path, Path | None]:
     return root, None
 
 
-def _decode_splits(
-    train: tuple[Path, list[Path]], test: tuple[Path, list[Path]] | None, image_size: int | None
-) -> tuple[np.ndarray, np.ndarray | None]:
+@dataclass
+class _Decoded:
+    """Both splits decoded: arrays, kept file indices per split, notes for RawData."""
+
+    x: np.ndarray
+    x_test: np.ndarray | None
+    kept: dict[str, np.ndarray]
+    skipped: list[_Skipped]
+    notes: list[str] = field(default_factory=list)
+
+
+def _decode_splits(cfg: DataConfig, splits: dict[str, tuple[Path, list[Path]]]) -> _Decoded:
     """Decode train (and test) images; one channel when all images of both are grayscale."""
-    x = _decode_files(train[1], image_size)
-    x_test = None
-    if test is not None:
-        x_test = _decode_files(test[1], image_size)
-        if x_test.shape[2:] != x.shape[2:]:
-            raise DataError(
-                f"{test[0]}: test images are {x_test.shape[2]}x{x_test.shape[3]} but train "
-                f"images ({train[0]}) are {x.shape[2]}x{x.shape[3]}; set data.image_size"
-            )
+    decoded: dict[str, _Split] = {}
+    for name, (_root, paths) in splits.items():
+        part = _decode_files(paths, cfg.image_size, cfg.max_image_pixels, cfg.on_corrupt)
+        _check_classes(paths, part.kept, part.skipped)
+        decoded[name] = part
+    train, test = splits["train"], splits.get("test")
+    x = decoded["train"].x
+    x_test = None if test is None else decoded["test"].x
+    if x_test is not None and x_test.shape[2:] != x.shape[2:]:
+        raise DataError(
+            f"{test[0]}: test images are {x_test.shape[2]}x{x_test.shape[3]} but train "
+            f"images ({train[0]}) are {x.shape[2]}x{x.shape[3]}; set data.image_size"
+        )
     if _all_gray(x, *(() if x_test is None else (x_test,))):
         x = np.ascontiguousarray(x[:, :1])
         x_test = None if x_test is None else np.ascontiguousarray(x_test[:, :1])
-    return x, x_test
+    modes: dict[str, int] = {}
+    for part in decoded.values():
+        for mode, count in part.modes.items():
+            modes[mode] = modes.get(mode, 0) + count
+    skipped = [s for part in decoded.values() for s in part.skipped]
+    kept = {name: part.kept for name, part in decoded.items()}
+    return _Decoded(x, x_test, kept, skipped, _convert_note(modes, x.shape[1]))
 
 
-def _cached_decode(
-    cfg: DataConfig, splits: dict[str, tuple[Path, list[Path]]]
-) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """Decoded train (and test) images from the cache, or decoded now and cached; plus a note."""
+def _cached_decode(cfg: DataConfig, splits: dict[str, tuple[Path, list[Path]]]) -> _Decoded:
+    """Decoded train (and test) images from the cache, or decoded now and cached; plus notes.
+
+    Only a decode that skipped nothing is cached: a folder with unreadable files is decoded
+    again on every load (and its skipped files reported again).
+    """
     train_root = splits["train"][0]
-    key = _cache_key(splits, cfg.image_size)
+    key = _cache_key(splits, cfg.image_size, cfg.max_image_pixels)
     cache = image_cache_dir(cfg) / f"{train_root.parent.name}-{train_root.name}-{key}.npz"
     cached = _load_cache(cache) or {}
-    stored = {key.removeprefix("x_"): len(array) for key, array in cached.items()}
+    stored = {k.removeprefix("x_"): len(a) for k, a in cached.items() if k.startswith("x_")}
     if stored == {split: len(paths) for split, (_root, paths) in splits.items()}:  # a valid hit
-        return cached["x_train"], cached.get("x_test"), f"decoded images read from {cache}"
-    x, x_test = _decode_splits(splits["train"], splits.get("test"), cfg.image_size)
-    arrays = {"x_train": x} if x_test is None else {"x_train": x, "x_test": x_test}
-    count = len(x) + (0 if x_test is None else len(x_test))
-    return x, x_test, _save_cache(cache, arrays) or f"decoded {count} images into {cache}"
+        kept = {split: np.arange(n) for split, n in stored.items()}
+        notes = [f"decoded images read from {cache}", *cached.get("notes", np.array([])).tolist()]
+        return _Decoded(cached["x_train"], cached.get("x_test"), kept, [], notes)
+    result = _decode_splits(cfg, splits)
+    count = len(result.x) + (0 if result.x_test is None else len(result.x_test))
+    if result.skipped:
+        result.notes[:0] = [f"decoded {count} images (not cached: files were skipped)"]
+        result.notes += _skip_note(result.skipped)
+        return result
+    arrays = {"x_train": result.x, "notes": np.array(result.notes, dtype=str)}
+    if result.x_test is not None:
+        arrays["x_test"] = result.x_test
+    saved = _save_cache(cache, arrays) or f"decoded {count} images into {cache}"
+    result.notes[:0] = [saved]
+    return result
 
 
 class ImageFiles:
@@ -861,15 +1139,24 @@ class ImageFiles:
     Indexing with an integer decodes one image to a float (C, H, W) tensor in [0, 1] (what the
     resident path's uint8 arrays become); indexing with index arrays or slices returns a subset,
     so splits are carved exactly as for arrays. ``nbytes`` is the decoded float32 size, which is
-    what decides between the two loading paths.
+    what decides between the two loading paths. Each file's header is checked against
+    ``max_pixels`` (decompression bombs) before it is decoded; a file that cannot be read or
+    decoded raises a DataError when it is reached, whatever data.on_corrupt says: with "skip",
+    :func:`imagefolder` leaves out the files whose header is unreadable up front, but a file
+    that passes that check and fails to decode later still stops training.
     """
 
     dtype = np.dtype(np.float32)
 
     def __init__(
-        self, paths: list[Path], image_shape: tuple[int, int, int], image_size: int | None
+        self,
+        paths: list[Path],
+        image_shape: tuple[int, int, int],
+        image_size: int | None,
+        max_pixels: int = 89_478_485,
     ) -> None:
         self.paths, self.image_shape, self.image_size = list(paths), image_shape, image_size
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -890,15 +1177,16 @@ class ImageFiles:
         if isinstance(index, int | np.integer):
             return self.decode(int(index))
         picked = np.arange(len(self.paths))[index]
-        return ImageFiles([self.paths[i] for i in picked], self.image_shape, self.image_size)
+        return ImageFiles(
+            [self.paths[i] for i in picked], self.image_shape, self.image_size, self.max_pixels
+        )
 
     def decode(self, i: int) -> torch.Tensor:
         """Image ``i`` as float32 in [0, 1], resized to image_size when set."""
         from torchvision.transforms.v2.functional import resize
 
         path = self.paths[i]
-        with _quiet_torchvision_io():
-            image = _decode_one(path, _read_image_bytes(path))
+        image = _decode_checked(path, self.max_pixels)
         if self.image_size is not None:
             image = resize(image, [self.image_size, self.image_size], antialias=True)
         if tuple(image.shape) != self.image_shape:
@@ -909,21 +1197,73 @@ class ImageFiles:
         return image.float().div_(255.0)
 
 
-def _streamed(cfg: DataConfig, splits: dict[str, tuple[Path, list[Path]]]) -> dict | None:
-    """ImageFiles per split when the decoded images would not fit data.max_resident_mb."""
-    first = splits["train"][1][0]
-    probe = ImageFiles([first], (3, 1, 1), cfg.image_size)
+def _decode_checked(path: Path, max_pixels: int) -> torch.Tensor:
+    """One file read, its header checked, decoded to RGB uint8 (3, H, W)."""
     with _quiet_torchvision_io():
-        image = _decode_one(first, _read_image_bytes(first))
-    side = (cfg.image_size, cfg.image_size) if cfg.image_size else tuple(image.shape[1:])
-    probe.image_shape = (3, *side)
-    count = sum(len(paths) for _root, paths in splits.values())
-    if count * probe.nbytes <= cfg.max_resident_mb * 2**20:
+        data = _read_image_bytes(path)
+        return _decode_one(path, data, _bytes_header(path, data, max_pixels))[0]
+
+
+@dataclass
+class _Streamed:
+    """ImageFiles per split, the indices of the files they keep, and the files left out."""
+
+    files: dict[str, ImageFiles]
+    kept: dict[str, np.ndarray]
+    skipped: list[_Skipped]
+
+
+def _streamed(cfg: DataConfig, splits: dict[str, tuple[Path, list[Path]]]) -> _Streamed | None:
+    """ImageFiles per split when the decoded images would not fit data.max_resident_mb.
+
+    The first readable training image gives the size. With data.on_corrupt: skip every file's
+    header is read up front (no decoding) and files that are unreadable, malformed or bombs are
+    left out; a file that passes and fails to decode later still raises during training.
+    """
+    skip = cfg.on_corrupt == "skip"
+    bad: dict[Path, str] = {}
+    image = None
+    for path in splits["train"][1]:
+        try:
+            image = _decode_checked(path, cfg.max_image_pixels)
+            break
+        except DataError as exc:
+            if not skip:
+                raise
+            bad[path] = str(exc).removeprefix(f"{path}: ")
+    if image is None:  # nothing readable: the decode path reports it per class folder
         return None
-    return {
-        name: ImageFiles(paths, probe.image_shape, cfg.image_size)
+    side = (cfg.image_size, cfg.image_size) if cfg.image_size else tuple(image.shape[1:])
+    shape = (3, *side)
+    count = sum(len(paths) for _root, paths in splits.values())
+    if count * int(np.prod(shape)) * 4 <= cfg.max_resident_mb * 2**20:  # float32 when decoded
+        return None
+    kept: dict[str, np.ndarray] = {}
+    skipped: list[_Skipped] = []
+    for name, (_root, paths) in splits.items():
+        keep = []
+        for i, path in enumerate(paths):
+            if skip and path not in bad:
+                try:
+                    _file_header(path, cfg.max_image_pixels)
+                except DataError as exc:
+                    bad[path] = str(exc).removeprefix(f"{path}: ")
+            if path in bad:
+                skipped.append((path, bad[path]))
+            else:
+                keep.append(i)
+        kept[name] = np.asarray(keep, dtype=np.int64)
+        _check_classes(paths, kept[name], skipped)
+    files = {
+        name: ImageFiles(
+            [paths[i] for i in kept[name].tolist()],
+            shape,
+            cfg.image_size,
+            cfg.max_image_pixels,
+        )
         for name, (_root, paths) in splits.items()
     }
+    return _Streamed(files, kept, skipped)
 
 
 @DATASETS.register("imagefolder")
@@ -935,6 +1275,12 @@ def imagefolder(cfg: DataConfig) -> RawData:
     decoded array is cached under a key of the files' paths, sizes and mtimes. A folder whose
     decoded images exceed ``data.max_resident_mb`` is not decoded up front: it is streamed from
     the files (RGB, decoded per image in DataLoader workers).
+
+    Every file's header is read before it is decoded: an image over ``data.max_image_pixels``
+    is refused as a decompression bomb. Grayscale, gray+alpha, RGBA and CMYK files are converted
+    to RGB (alpha dropped) and counted in the notes, unless every image is gray (one channel).
+    A file that cannot be read or decoded stops loading (``data.on_corrupt: stop``) or is left
+    out with its label and counted (``skip``); a class left with no image is an error.
     """
     train_root, test_root = _image_roots(cfg)
     paths, labels, classes = image_files(train_root)
@@ -952,12 +1298,16 @@ def imagefolder(cfg: DataConfig) -> RawData:
     y = np.asarray(labels, dtype=np.int64)
     streamed = _streamed(cfg, splits)
     if streamed is not None:
-        note = f"{len(y)} training images streamed from {train_root} (too large to hold)"
-        return RawData(
-            streamed["train"], y, streamed.get("test"), y_test, classes, str(train_root), [note]
-        )
-    x, x_test, note = _cached_decode(cfg, splits)
-    return RawData(x, y, x_test, y_test, classes, str(train_root), [note])
+        y = y[streamed.kept["train"]]
+        y_test = None if y_test is None else y_test[streamed.kept["test"]]
+        notes = [f"{len(y)} training images streamed from {train_root} (too large to hold)"]
+        notes += _skip_note(streamed.skipped)
+        x, x_test = streamed.files["train"], streamed.files.get("test")
+        return RawData(x, y, x_test, y_test, classes, str(train_root), notes)
+    result = _cached_decode(cfg, splits)
+    y = y[result.kept["train"]]
+    y_test = None if y_test is None else y_test[result.kept["test"]]
+    return RawData(result.x, y, result.x_test, y_test, classes, str(train_root), result.notes)
 
 
 def _one_line(exc: BaseException) -> str:
