@@ -39,6 +39,7 @@ from trainlab.train import checkpoint as ckpt
 from trainlab.train.callbacks import (
     Callback,
     CallbackList,
+    Checkpointer,
     EarlyStopping,
     MetricsLog,
     ProgressBar,
@@ -530,52 +531,6 @@ class Trainer:
         }
         ckpt.atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
         return summary
-
-
-class Checkpointer(Callback):
-    """Saves ``last`` every ``every`` epochs, every ``every_steps`` steps (0: never mid-epoch) and
-    at the end, and ``best`` whenever the validation metric improves (early stopping's metric
-    when it is on, else validation accuracy)."""
-
-    key = "checkpointer"
-
-    def __init__(self, root: Path, every: int, every_steps: int, metric: str = "val_acc") -> None:
-        self.root, self.every, self.every_steps, self.metric = root, every, every_steps, metric
-        self.best: float | None = None
-        self.best_epoch = 0
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        trainer.best_epoch = self.best_epoch
-
-    def on_batch_end(self, trainer: Trainer) -> None:
-        if self.every_steps and trainer.step % self.every_steps == 0:
-            self.save_last(trainer, epoch_done=False)
-
-    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        value = metrics.get(self.metric)
-        sign = -1.0 if self.metric.endswith("loss") else 1.0  # the same "best" as early stopping
-        if value is not None and (self.best is None or sign * (value - self.best) > 0):
-            self.best, self.best_epoch = value, trainer.epoch + 1
-            trainer.best_epoch = self.best_epoch
-            state = {"step": trainer.step, "epoch": trainer.epoch + 1, self.metric: value}
-            ckpt.save_checkpoint(self.root, "best", trainer.step, trainer.weights(), state)
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        done = trainer.step >= trainer.total_steps or trainer.stop_reason is not None
-        if (trainer.epoch + 1) % self.every == 0 or done:
-            self.save_last(trainer, epoch_done=True)
-
-    def save_last(self, trainer: Trainer, epoch_done: bool) -> Path:
-        """The full training state as the new ``last`` (the previous one is kept as fallback)."""
-        return ckpt.save_checkpoint(
-            self.root, "last", trainer.step, trainer.weights(), trainer.state(epoch_done), keep=2
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
 
 
 def as_tensor(x: Any) -> Any:
