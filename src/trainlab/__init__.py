@@ -8,7 +8,7 @@ Public API::
 """
 
 from trainlab.api import evaluate, resolve_recipe, train
-from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError
+from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError, TrainlabWarning
 from trainlab.recipe import Recipe, load_recipe
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "RecipeError",
     "DataError",
     "RunFolderError",
+    "TrainlabWarning",
 ]
 __version__ = "0.1.0"

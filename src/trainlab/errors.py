@@ -30,6 +30,10 @@ class NonFiniteError(TrainlabError):
 
     exit_code = 3
 
+    def __init__(self, message: str, position: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.position = position  # (epoch, batch) of the offending batch, when known
+
 
 class CheckpointError(TrainlabError):
     """A checkpoint could not be written (the previous one is intact) or is damaged."""

@@ -258,9 +258,12 @@ class TrainingConfig(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: str = "auto"
     deterministic: bool = False
-    nonfinite: Literal["stop", "ignore"] = Field(
-        "stop", description="check loss and gradient norm before every update (stop on NaN/inf)"
+    nonfinite: Literal["stop", "rollback", "ignore"] = Field(
+        "stop",
+        description="check loss and gradient norm before every update; on NaN/inf stop, or "
+        "roll back to the last checkpoint and skip the batch",
     )
+    nonfinite_retries: int = Field(3, ge=1, description="rollbacks allowed before stopping")
     early_stopping: EarlyStoppingConfig | None = None
     log_every: int = Field(20, gt=0, description="steps between logged training metrics")
     checkpoint_every: int = Field(1, gt=0, description="epochs between 'last' checkpoints")

@@ -3,6 +3,7 @@ good checkpoint stays loadable."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,9 @@ class _PoisonNextBatch(Callback):
         loader = trainer.loader
         order = _order(len(loader.x), loader.seed, trainer.epoch)
         i = trainer.step - trainer.epoch * trainer.steps_per_epoch
-        loader.x[order[i * loader.batch_size]] = float("nan")
+        bad = order[i * loader.batch_size]
+        loader.x[bad] = float("nan")
+        loader.raw[bad] = float("nan")  # stays bad when a rollback re-prepares the inputs
 
 
 def test_a_nan_in_one_input_batch_stops_before_that_update(tmp_path: Path):
@@ -84,3 +87,47 @@ def test_a_nan_in_one_input_batch_stops_before_that_update(tmp_path: Path):
 def test_the_guard_can_be_turned_off(tmp_path: Path):
     recipe = trainlab.resolve_recipe(None, [*BASE, "training.nonfinite=ignore"])
     assert not Trainer(recipe, tmp_path / "off", progress=False).guard
+
+
+def test_rollback_skips_the_bad_batch_and_finishes(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(
+        None,
+        [*BASE, "training.nonfinite=rollback", "training.epochs=2", "schedule.warmup_epochs=0"],
+    )
+    run = tmp_path / "rollback"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    with pytest.warns(trainlab.TrainlabWarning, match="rolled back to step 3"):
+        summary = trainer.fit()
+    # the poisoned example stays in the data: its batch is skipped once in each epoch
+    assert len(summary["skipped_batches"]) == 2 and summary["skipped_batches"][0] == [0, 3]
+    assert summary["steps"] == 2 * trainer.steps_per_epoch
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+    steps = [
+        json.loads(line)["step"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
+    assert steps == sorted(set(steps))  # the log was cut back to the checkpoint: no duplicates
+
+
+def test_rollback_gives_up_after_the_allowed_retries(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(
+        None,
+        [
+            *BASE,
+            "training.nonfinite=rollback",
+            "training.nonfinite_retries=1",
+            "training.epochs=2",
+            "schedule.warmup_epochs=0",
+        ],
+    )
+    run = tmp_path / "giveup"
+    run.mkdir()
+    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    with (
+        pytest.warns(trainlab.TrainlabWarning),
+        pytest.raises(trainlab.TrainlabError, match="loss is nan"),
+    ):
+        trainer.fit()

@@ -121,6 +121,9 @@ class MetricsLog(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.lines = state["lines"]
+        if self.file is not None:  # rolled back during a fit: cut the log back right away
+            self.file.close()
+            self.on_fit_start(None)
 
 
 class EarlyStopping(Callback):

@@ -12,6 +12,7 @@ import json
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from trainlab.data.augment import Pipeline
 from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader, eval_batches
 from trainlab.data.preprocess import Preprocessor, create_preprocessor
-from trainlab.errors import NonFiniteError, RecipeError, RunFolderError
+from trainlab.errors import NonFiniteError, RecipeError, RunFolderError, TrainlabWarning
 from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import (
@@ -233,7 +234,8 @@ class Trainer:
         groups = param_groups(self.model, rcfg.decay_bias_and_norm)
         self.decay_params = [p for g in groups if g["decay"] for p in g["params"]]
         self.decoupled = any(g.get("decoupled_wd") for g in self.optimizer.param_groups)
-        self.guard = self.recipe.training.nonfinite == "stop"
+        self.guard = self.recipe.training.nonfinite != "ignore"
+        self.skip_batches: set[tuple[int, int]] = set()  # (epoch, batch) rolled back from
         self.trained_params = [p for p in self.model.parameters() if p.requires_grad]
 
     def _default_callbacks(self, progress: bool) -> list[Callback]:
@@ -276,14 +278,39 @@ class Trainer:
         while self.step < self.total_steps and not self.stop_reason:
             self.callbacks("on_epoch_start", self)
             tick = time.perf_counter()
-            self._train_epoch()
-            self.train_seconds += time.perf_counter() - tick
+            try:
+                self._train_epoch()
+            except NonFiniteError as exc:
+                if exc.position is None or self.recipe.training.nonfinite != "rollback":
+                    raise
+                self._rollback(exc)
+                continue
+            finally:
+                self.train_seconds += time.perf_counter() - tick
             last = self.step >= self.total_steps or self.epoch + 1 == self.recipe.training.epochs
             if len(self.splits.x_val) and ((self.epoch + 1) % every == 0 or last):
                 self.callbacks("on_eval_end", self, self.evaluate_split("val"))
             self.callbacks("on_epoch_end", self)
             self._stop_on_signal(epoch_done=True)
             self.epoch += 1
+
+    def _rollback(self, error: NonFiniteError) -> None:
+        """Policy ``rollback``: reload the last good checkpoint, skip the batch that produced the
+        NaN/inf from then on, and go on; at most ``training.nonfinite_retries`` times."""
+        retries = self.recipe.training.nonfinite_retries
+        last = self.run_dir / "checkpoints" / "last"
+        if len(self.skip_batches) >= retries or not last.is_file():
+            raise error
+        bad, wall, trained = error.position, self.wall_seconds(), self.train_seconds
+        self.resume()
+        self.skip_batches.add(bad)
+        self.fit_start, self.wall_before, self.train_seconds = time.perf_counter(), wall, trained
+        warnings.warn(
+            f"{error}; rolled back to step {self.step} and skipping that batch from now on "
+            f"(retry {len(self.skip_batches)} of {retries})",
+            TrainlabWarning,
+            stacklevel=2,
+        )
 
     def _stop_on_signal(self, epoch_done: bool) -> None:
         """After a SIGTERM/SIGINT: save ``last`` here (a step boundary) and raise Interrupted."""
@@ -299,10 +326,17 @@ class Trainer:
             return self._full_batch_step()
         clip = self.recipe.training.grad_clip
         log_every = self.recipe.training.log_every
-        start = self.step - self.epoch * self.steps_per_epoch  # > 0 when resuming mid-epoch
+        spe = self.steps_per_epoch
+        start = self.step - self.epoch * spe  # > 0 when resuming mid-epoch
         loss_sum, correct = self.window_loss, self.window_correct
         self.tick = time.perf_counter() if self.window_seen == 0 else self.tick
         for xb, yb in self.loader.epoch(self.epoch, start):
+            if (
+                self.skip_batches
+                and (self.epoch, self.step - self.epoch * spe) in self.skip_batches
+            ):
+                self.step += 1  # rolled back from a NaN/inf here: no update for this batch
+                continue
             lr = self._set_lr()
             with self.autocast():
                 scores = model(xb)
@@ -378,7 +412,8 @@ class Trainer:
             f"{what} is {value} at step {self.step + 1} (epoch {self.epoch + 1}, batch "
             f"{batch + 1} of {self.steps_per_epoch}); training stopped before the update{kept}. "
             f"Likely causes: learning rate too high (optimizer.lr={self.recipe.optimizer.lr}), "
-            "bad input values in that batch, or bf16/fp16 overflow"
+            "bad input values in that batch, or bf16/fp16 overflow",
+            position=(self.epoch, batch),
         )
 
     @property
@@ -483,6 +518,7 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "stop_reason": self.stop_reason,
             "wall_seconds": self.wall_seconds(),
+            "skip_batches": sorted(self.skip_batches),
         }
 
     def wall_seconds(self) -> float:
@@ -507,6 +543,7 @@ class Trainer:
         self.window_seen = state["window"]["seen"]
         self.train_seconds, self.wall_before = state["train_seconds"], state["wall_seconds"]
         self.stop_reason = state["stop_reason"]  # an early-stopped run only finishes
+        self.skip_batches = {tuple(b) for b in state["skip_batches"]}
         self.callbacks.load_state_dict(state["callbacks"])
         ckpt.set_rng_state(state["rng"])
 
@@ -525,6 +562,7 @@ class Trainer:
             "wall_s": round(wall, 3),
             "samples_per_s": round(samples / max(self.train_seconds, 1e-9), 1),
             "stop_reason": self.stop_reason,
+            "skipped_batches": [list(b) for b in sorted(self.skip_batches)],
             "device": str(self.device),
             "num_params": sum(p.numel() for p in self.model.parameters()),
             "run_dir": str(self.run_dir),
