@@ -95,3 +95,12 @@ def test_full_batch_optimisers_refuse_streamed_data(tmp_path: Path):
     )
     with pytest.raises(trainlab.RecipeError, match="full-batch"):
         Trainer(recipe, tmp_path / "d", progress=False)
+
+
+def test_skipped_images_are_reported_as_a_warning(tmp_path: Path):
+    folder = _image_folder(tmp_path / "images", per_class=6)
+    (folder / "train" / "red" / "002.png").write_bytes(b"")
+    recipe = trainlab.resolve_recipe(None, [*_recipe(folder), "data.on_corrupt=skip"])
+    with pytest.warns(trainlab.TrainlabWarning, match=r"skipped 1 unreadable image .*002.png"):
+        trainer = Trainer(recipe, tmp_path / "w", progress=False)
+    assert len(trainer.splits.y_train) + len(trainer.splits.y_val) == 17

@@ -58,6 +58,7 @@ class Splits:
     y_test: np.ndarray
     classes: list[str]
     source: str
+    notes: list[str] = field(default_factory=list)  # what the reader did (skipped, converted)
 
     @property
     def num_classes(self) -> int:
@@ -153,6 +154,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         y_test,
         classes,
         raw.source,
+        list(raw.notes),
     )
 
 

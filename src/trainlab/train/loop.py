@@ -108,6 +108,9 @@ class Trainer:
         self.device = pick_device(tcfg.device)
         self.autocast = autocast_factory(tcfg.precision, self.device)
         self.splits: Splits = load_splits(recipe.data)
+        for note in self.splits.notes:
+            if note.startswith(("skipped", "converted")):  # changes to the data: say so
+                warnings.warn(f"{self.splits.source}: {note}", TrainlabWarning, stacklevel=2)
         self.num_classes = self.splits.num_classes
         self.loss_fn = LOSSES.build(recipe.loss.name, **recipe.loss.params())
         self.eval_loss_fn = LOSSES.build(recipe.loss.name, **_no_smoothing(recipe.loss.params()))
