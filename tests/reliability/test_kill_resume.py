@@ -125,3 +125,21 @@ def test_sigterm_and_ctrl_c_stop_with_a_checkpoint_and_resume_exactly(
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     _same_result(out, reference)
+
+
+def test_a_second_sigterm_during_the_save_leaves_a_complete_checkpoint(
+    tmp_path: Path, reference: Path
+):
+    out = tmp_path / "twice"
+    proc = _start(out, resume=False)
+    assert _wait_for_new_checkpoint(proc, out, None)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.005)  # the first one asked for a checkpoint; this one lands during or after it
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    resumed = _start(out, resume=True)
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    _same_result(out, reference)
