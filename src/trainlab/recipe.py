@@ -40,6 +40,11 @@ def _registry(kind: str):
     return REGISTRIES[kind]
 
 
+def _name_only(value: Any) -> Any:
+    """The shorthand ``relu`` for ``{name: relu}`` (a section that names one component)."""
+    return {"name": value} if isinstance(value, str) else value
+
+
 class Section(BaseModel):
     """Base of every recipe section: unknown keys are errors; assignments are re-validated."""
 
@@ -58,10 +63,7 @@ class Named(BaseModel):
     own_fields: ClassVar[tuple[str, ...]] = ()
     name: str
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    _shorthand = model_validator(mode="before")(classmethod(lambda cls, v: _name_only(v)))
 
     @model_validator(mode="after")
     def _check_params(self) -> Named:
@@ -72,12 +74,7 @@ class Named(BaseModel):
         extras = dict(self.model_extra or {})
         for key in extras:
             if key not in accepted:
-                hint = closest(key, list(accepted) + list(self.own_fields))
-                did = f" did you mean {hint!r}?" if hint else ""
-                valid = ", ".join(list(accepted) + list(self.own_fields)) or "none"
-                raise ValueError(
-                    f"{self.kind} {self.name!r} has no parameter {key!r};{did} valid: {valid}"
-                )
+                raise ValueError(registry.unknown_param_message(self.name, key, self.own_fields))
         types = registry.get(self.name).param_types()
         for key, value in extras.items():
             if key in types:
@@ -158,10 +155,7 @@ class DataConfig(Section):
 class PreprocessConfig(Section):
     """Input normalisation fitted on the training split only, applied identically everywhere."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
+    _shorthand = model_validator(mode="before")(classmethod(lambda cls, v: _name_only(v)))
 
     name: str = "standardize"
     eps: float = Field(1e-5, gt=0.0)

@@ -99,16 +99,21 @@ class Registry:
         ``context`` holds the arguments the caller supplies (channels, dims), not the user.
         """
         entry = self.get(name)
-        accepted = entry.params()
         for key in params:
-            if key not in accepted:
-                hint = closest(key, list(accepted))
-                did = f" did you mean {hint!r}?" if hint else ""
-                valid = ", ".join(accepted) or "none"
-                raise RecipeError(
-                    f"{self.kind} {name!r} has no parameter {key!r};{did} valid: {valid}"
-                )
+            if key not in entry.params():
+                raise RecipeError(self.unknown_param_message(name, key))
         return entry.factory(**params, **(context or {}))
+
+    def unknown_param_message(self, name: str, key: str, also: tuple[str, ...] = ()) -> str:
+        """``key`` is not a parameter of ``name``: say so, with the closest valid one.
+
+        ``also`` lists keys the caller accepts beside the factory's (a section's own fields).
+        """
+        valid = [*self.get(name).params(), *also]
+        hint = closest(key, valid)
+        did = f" did you mean {hint!r}?" if hint else ""
+        listed = ", ".join(valid) or "none"
+        return f"{self.kind} {name!r} has no parameter {key!r};{did} valid: {listed}"
 
     def names(self) -> list[str]:
         return list(self._entries)

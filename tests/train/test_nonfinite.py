@@ -85,8 +85,14 @@ def test_a_nan_in_one_input_batch_stops_before_that_update(tmp_path: Path):
 
 
 def test_the_guard_can_be_turned_off(tmp_path: Path):
+    """With ``ignore`` the NaN update is applied; only the checkpoint's own check catches it."""
     recipe = trainlab.resolve_recipe(None, [*BASE, "training.nonfinite=ignore"])
-    assert not Trainer(recipe, tmp_path / "off", progress=False).guard
+    run = tmp_path / "off"
+    run.mkdir()
+    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    with pytest.raises(trainlab.TrainlabError, match="holds NaN or infinite values at step 4"):
+        trainer.fit()
+    assert _finite_checkpoint(run) == 3
 
 
 def test_rollback_skips_the_bad_batch_and_finishes(tmp_path: Path):
