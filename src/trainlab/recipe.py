@@ -251,7 +251,11 @@ class TrainingConfig(Section):
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     device: str = "auto"
-    deterministic: bool = False
+    deterministic: bool | Literal["warn"] = Field(
+        False,
+        description="torch deterministic algorithms: true refuses an op without a deterministic "
+        "kernel, warn runs it with a warning",
+    )
     nonfinite: Literal["stop", "rollback", "ignore"] = Field(
         "stop",
         description="check loss and gradient norm before every update; on NaN/inf stop, or "

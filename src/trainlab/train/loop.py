@@ -51,18 +51,38 @@ from trainlab.train.signals import Interrupted, StopSignals
 __all__ = ["Trainer", "seed_everything", "pick_device", "num_outputs"]
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; make torch refuse non-deterministic kernels, or allow them.
+def seed_everything(seed: int, deterministic: bool | str = False) -> None:
+    """Seed Python, NumPy and torch; make torch refuse non-deterministic kernels (``True``),
+    warn about them (``"warn"``), or allow them (``False``).
 
-    Set both ways, so a deterministic run does not leave the switch on for the next one.
+    Set every way, so a deterministic run does not leave the switch on for the next one.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
+    torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
     torch.backends.cudnn.benchmark = False
+
+
+_NONDETERMINISTIC = " does not have a deterministic implementation"
+
+
+def nondeterministic_error(
+    exc: RuntimeError, device: torch.device, where: str
+) -> RecipeError | None:
+    """The one-line recipe error for torch's refusal of an op under ``deterministic: true``
+    (None for any other RuntimeError): names the op, the device and what to set instead."""
+    message = str(exc)
+    if _NONDETERMINISTIC not in message:
+        return None
+    op = message.split(_NONDETERMINISTIC)[0].strip().split("\n")[-1]
+    return RecipeError(
+        f"training.deterministic=true: {op} has no deterministic implementation on "
+        f"{device.type} ({where}); set training.deterministic: warn to run it anyway with a "
+        "warning (results may then differ between runs), or false"
+    )
 
 
 def pick_device(name: str) -> torch.device:
@@ -147,23 +167,34 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     # set-up
 
-    @torch.no_grad()
     def _check_forward(self) -> None:
         """One forward pass on two training examples, in eval mode, before any folder exists:
-        a model that does not fit the data fails here with its name, not mid-run."""
+        a model that does not fit the data fails here with its name, not mid-run. Under
+        ``deterministic: true`` a backward pass follows, so an op without a deterministic
+        kernel is named here too."""
         x = as_tensor(self.splits.x_train[:2])
         x = torch.stack([x[i] for i in range(2)]) if not isinstance(x, torch.Tensor) else x
+        backward = self.recipe.training.deterministic is True
         self.model.eval()
         try:
-            out = self.model(self.preprocess(x.to(self.device)))
+            with torch.set_grad_enabled(backward):
+                out = self.model(self.preprocess(x.to(self.device)))
+                if backward and out.requires_grad:
+                    out.float().sum().backward()
         except (RuntimeError, ValueError, TypeError) as exc:
+            if isinstance(exc, RuntimeError) and (
+                error := nondeterministic_error(exc, self.device, "in the check before training")
+            ):
+                raise error from None
             first = " ".join(str(exc).split())[:200]
             raise RecipeError(
                 f"model.name={self.recipe.model.name!r}: a forward pass on examples of shape "
                 f"{tuple(x.shape[1:])} failed ({first})"
             ) from None
         finally:
+            self.model.zero_grad(set_to_none=True)
             self.model.train()
+        out = out.detach()
         expected = num_outputs(self.recipe.loss.name, self.num_classes)
         if out.ndim != 2 or out.shape[1] != expected:
             raise RecipeError(
@@ -271,6 +302,11 @@ class Trainer:
         with self.signals:
             try:
                 self._epochs()
+            except RuntimeError as exc:
+                where = f"at step {self.step + 1}"
+                if error := nondeterministic_error(exc, self.device, where):
+                    raise error from None
+                raise
             finally:
                 self.callbacks("on_fit_end", self)
         return self._finish()
