@@ -175,10 +175,58 @@ class ModelConfig(Section):
     kernel_size: int = Field(3, ge=1)
     activation: ActivationSpec = Field(default_factory=lambda: ActivationSpec(name="relu"))
     norm: NormSpec = Field(default_factory=lambda: NormSpec(name="none"))
-    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="drop probability (inverted dropout)")
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="DROP probability of each unit (torch's p; the lecture's p is the keep "
+        "probability): 0.2, {drop: 0.2} or {keep: 0.8}, stored as the drop probability; "
+        "inverted dropout, identity at eval",
+    )
+    dropconnect: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="DropConnect: drop probability of each weight of every Linear/Conv layer",
+    )
+    pool: Literal["max", "avg", "fractional"] = Field(
+        "max", description="convnet downsampling: 2x2 max, 2x2 average or fractional max pooling"
+    )
+    pool_ratio: float = Field(
+        2**-0.5,
+        ge=0.5,
+        lt=1.0,
+        description="pool=fractional: output/input size per stage (Graham's 1/alpha; 1/sqrt 2)",
+    )
+    stochastic_depth: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="DROP probability of the LAST residual block's branch, 1 - p_L; block l of L "
+        "is dropped with probability l/L times this (residual models only)",
+    )
     init: InitSpec = Field(default_factory=lambda: InitSpec(name="kaiming_normal"))
     zero_init_residual: bool = False
     kwargs: dict[str, Any] = Field(default_factory=dict, description="torchvision/user class args")
+
+    @field_validator("dropout", mode="before")
+    @classmethod
+    def _drop_or_keep(cls, value: Any) -> Any:
+        """``{drop: p}`` or ``{keep: q}`` to the drop probability (``q`` is the lecture's p)."""
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"drop", "keep"}:
+            raise ValueError(f"give drop or keep (keep = 1 - drop), not both; got {value}")
+        if set(value) == {"keep"}:
+            keep = value["keep"]
+            if isinstance(keep, bool) or not isinstance(keep, int | float) or not 0 < keep <= 1:
+                raise ValueError(f"keep is the keep probability, in (0, 1]; got {keep!r}")
+            return round(1.0 - keep, 12)  # 0.8 -> 0.2, not 0.19999999999999996
+        if set(value) == {"drop"}:
+            return value["drop"]
+        raise ValueError(
+            f"expected a drop probability p, {{drop: p}} or {{keep: 1 - p}}; got {value}"
+        )
 
     @field_validator("widths", "channels")
     @classmethod
@@ -225,6 +273,9 @@ class RegularizationConfig(Section):
     """Penalties added to the loss. Decoupled weight decay lives in ``optimizer.weight_decay``."""
 
     l2: float = Field(0.0, ge=0.0, description="adds l2/2 * sum(w^2) to the loss")
+    l1: float = Field(
+        0.0, ge=0.0, description="adds l1 * sum|w| to the loss (with l2: the elastic net)"
+    )
     decay_bias_and_norm: bool = Field(
         False, description="also penalise/decay biases and normalisation parameters"
     )

@@ -14,8 +14,11 @@ import torch
 from torch import nn
 
 import trainlab.catalog  # noqa: F401  (fills every registry)
+from trainlab.errors import RecipeError
 from trainlab.nn.activations import ACTIVATIONS, kaiming_nonlinearity
-from trainlab.nn.init import INITS, init_model
+from trainlab.nn.init import BATCH_NORMS, INITS, WEIGHTED, init_model
+from trainlab.nn.models import create_model
+from trainlab.recipe import ModelConfig
 
 RELU = ("relu", 0.0)
 
@@ -78,6 +81,8 @@ CASES: dict[str, list[tuple[dict, tuple[str, float], tuple]]] = {
         ({}, RELU, ("orthogonal", 1.0)),
         ({"gain": 2.0}, RELU, ("orthogonal", 2.0)),
     ],
+    # LSUV's per-weight step is orthonormal; its data-dependent step is tested below
+    "lsuv": [({"tol": 0.05, "max_iter": 3}, RELU, ("orthogonal", 1.0))],
 }
 
 
@@ -248,3 +253,97 @@ def test_explicit_leaky_relu_nonlinearity_uses_the_activation_slope() -> None:
     init_model(layer, fn)
     expected = math.sqrt(2.0 / (1 + 0.2**2)) / math.sqrt(4000)
     assert abs(layer.weight.std().item() - expected) / expected < 0.02
+
+
+# ---------------------------------------------------------------------------------------------
+# LSUV (Mishkin and Matas 2016): orthonormal, then unit output variance layer by layer
+
+LSUV_MODELS = {
+    "tanh mlp": ({"name": "mlp", "widths": [64] * 6, "activation": "tanh"}, (20,)),
+    "relu mlp": ({"name": "mlp", "widths": [64] * 6, "activation": "relu"}, (20,)),
+    "bn convnet": ({"name": "convnet", "channels": [8, 16], "norm": "batch"}, (3, 12, 12)),
+    "swiglu resnet": ({"name": "resnet", "channels": [8, 16], "activation": "swiglu"}, (2, 30)),
+}
+
+
+def _sample(in_shape: tuple[int, ...]) -> torch.Tensor:
+    """Inputs far from unit scale, so a layer's variance is wrong unless LSUV fixes it."""
+    gen = torch.Generator().manual_seed(1)
+    return 4.0 * torch.randn(96, *in_shape, generator=gen) + 1.0
+
+
+def _output_stds(model: nn.Module, sample: torch.Tensor) -> dict[str, float]:
+    """Each Linear/Conv output's std on ``sample``, batch norm on batch statistics (as LSUV)."""
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, BATCH_NORMS):
+            m.train()
+    names = {m: n for n, m in model.named_modules() if isinstance(m, WEIGHTED)}
+    stds: dict[str, float] = {}
+
+    def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        stds.setdefault(names[module], out.std().item())
+
+    handles = [m.register_forward_hook(record) for m in names]
+    with torch.no_grad():
+        model(sample)
+    for h in handles:
+        h.remove()
+    return stds
+
+
+@pytest.mark.parametrize("case", list(LSUV_MODELS))
+def test_lsuv_gives_every_layer_unit_variance(case: str) -> None:
+    raw, in_shape = LSUV_MODELS[case]
+    sample = _sample(in_shape)
+    torch.manual_seed(0)
+    model = create_model(ModelConfig.model_validate({**raw, "init": "lsuv"}), in_shape, 5, sample)
+    running = {n: b.clone() for n, b in model.named_buffers()}
+    assert model.training  # LSUV's eval/train switches are undone
+    stds = _output_stds(model, sample)
+    assert len(stds) == sum(isinstance(m, WEIGHTED) for m in model.modules())
+    for name, std in stds.items():
+        assert abs(std - 1.0) < 0.1, f"{case}: {name} std {std:.3f}"
+    for m in model.modules():
+        if isinstance(m, WEIGHTED) and m.bias is not None:
+            assert torch.count_nonzero(m.bias) == 0
+    # without the data-dependent step (orthonormal only) some layer is far from unit variance
+    torch.manual_seed(0)
+    plain = create_model(ModelConfig.model_validate({**raw, "init": "orthogonal"}), in_shape, 5)
+    assert max(abs(s - 1.0) for s in _output_stds(plain, sample).values()) > 0.5, case
+    # LSUV's forward passes left no trace in the batch-norm running statistics
+    fresh = create_model(ModelConfig.model_validate(raw), in_shape, 5)
+    for name, buf in fresh.named_buffers():
+        torch.testing.assert_close(running[name], buf, rtol=0, atol=0)
+
+
+def test_lsuv_tolerance_and_iterations_are_the_recipes() -> None:
+    raw, in_shape = LSUV_MODELS["relu mlp"]
+    sample = _sample(in_shape)
+    init = INITS.build("lsuv", context={"activation": RELU}, tol=0.01, max_iter=10)
+    torch.manual_seed(0)
+    model = create_model(ModelConfig.model_validate(raw), in_shape, 5)
+    variances = init.fit(model, sample)
+    assert all(abs(v - 1.0) < 0.01 for v in variances.values()), variances
+    no_steps = INITS.build("lsuv", context={"activation": RELU}, max_iter=1)
+    variances = no_steps.fit(create_model(ModelConfig.model_validate(raw), in_shape, 5), sample)
+    assert len(variances) == 7 and all(math.isfinite(v) for v in variances.values())
+
+
+def test_lsuv_is_deterministic_under_a_seed() -> None:
+    raw, in_shape = LSUV_MODELS["bn convnet"]
+    cfg = ModelConfig.model_validate({**raw, "init": {"name": "lsuv", "tol": 0.05}})
+    states = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        states.append(create_model(cfg, in_shape, 4, sample=_sample(in_shape)).state_dict())
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+
+
+def test_lsuv_needs_a_sample() -> None:
+    cfg = ModelConfig.model_validate({"init": "lsuv"})
+    with pytest.raises(RecipeError, match=r"^model.init=lsuv is data-dependent[^\n]*$"):
+        create_model(cfg, (8,), 2)
+    with pytest.raises(ValueError, match="sample must be a batch"):
+        create_model(cfg, (8,), 2, sample=torch.randn(4, 9))

@@ -69,7 +69,7 @@ def _log_without_timing(run: Path) -> list[dict]:
 
 RESUME = [
     *FAST,
-    "augment=[{name: random_crop, padding: 1}]",
+    "augment=[{name: random_crop, padding: 1}, mixup, cutmix]",
     "model.dropout=0.2",
     "training.epochs=4",
     "training.early_stopping={patience: 10}",
@@ -155,7 +155,7 @@ def test_resume_mid_epoch_on_the_dataloader_path_with_workers(tmp_path: Path):
         "training.epochs=2",
         "model.name=mlp",
         "model.widths=[32]",
-        "augment=[{name: hflip}]",
+        "augment=[{name: hflip}, cutmix]",
         "training.checkpoint_every_steps=5",
     ]
     full = trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
@@ -221,14 +221,19 @@ def test_binary_cross_entropy_uses_one_logit(tmp_path: Path, blobs_npz: Path):
     assert trainer.fit()["test_acc"] > 0.95
 
 
-def test_l2_penalty_adds_lambda_w_to_the_gradient_of_weights_only(tmp_path: Path):
-    overrides = _mlp_digits("regularization.l2=0.1")
+@pytest.mark.parametrize(
+    "l1, l2", [(0.0, 0.1), (0.01, 0.0), (0.01, 0.1)], ids=["l2", "l1", "elastic"]
+)
+def test_penalties_add_their_gradient_to_weights_only(tmp_path: Path, l1: float, l2: float):
+    overrides = _mlp_digits(f"regularization.l2={l2}", f"regularization.l1={l1}")
     trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "x", progress=False)
+    assert trainer.decay_penalty
     trainer.model.zero_grad()
     trainer._penalty().backward()
     for module in trainer.model.modules():
         if isinstance(module, torch.nn.Linear):
-            torch.testing.assert_close(module.weight.grad, 0.1 * module.weight)
+            w = module.weight
+            torch.testing.assert_close(w.grad, l1 * w.sign() + l2 * w)
             assert module.bias.grad is None  # biases are not penalised by default
 
 
@@ -343,3 +348,23 @@ def test_max_steps_sets_the_length_of_training(tmp_path: Path):
         progress=False,
     )
     assert summary["steps"] == 50 and summary["epochs_run"] == 3  # 20 steps per epoch
+
+
+def test_lsuv_init_gets_preprocessed_training_inputs(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(
+        None, _mlp_digits("model.init=lsuv", "model.widths=[64, 64]", "model.norm=none")
+    )
+    trainer = Trainer(recipe, tmp_path / "lsuv", progress=False)
+    x = trainer.preprocess(trainer.raw_sample[:256])
+    stds = []
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: stds.append(o.std().item()))
+        for m in trainer.model.modules()
+        if isinstance(m, torch.nn.Linear)
+    ]
+    trainer.model.eval()
+    with torch.no_grad():
+        trainer.model(x)
+    for h in hooks:
+        h.remove()
+    assert len(stds) == 3 and all(abs(s - 1) < 0.1 for s in stds), stds

@@ -88,11 +88,15 @@ class DeviceLoader(_Batches):
         for i in range(start, len(self)):
             idx = order[i * bs : (i + 1) * bs]
             xb = self.x[idx]
+            yb = self.y[idx]
             if self.augment:
                 self.aug_gen.manual_seed((base + i) % SEED_MOD)
                 with torch.no_grad():
-                    xb = self.preprocess(self.augment.batch(xb, self.aug_gen))
-            yield xb, self.y[idx]
+                    xb, yb = self.augment.mix(
+                        self.augment.batch(xb, self.aug_gen), yb, self.aug_gen
+                    )
+                    xb = self.preprocess(xb)
+            yield xb, yb
 
     def full_batch(self) -> Batch:
         """The whole split at once, unaugmented (full-batch optimisers such as L-BFGS)."""
@@ -144,6 +148,7 @@ class WorkerLoader(_Batches):
         super().__init__(x, y, batch_size, drop_last, seed)
         self.data = _Samples(x, y, augment.transforms() if augment else [], seed)
         self.preprocess, self.device, self.num_workers = preprocess, device, num_workers
+        self.augment, self.mix_gen = augment, torch.Generator(device=device)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = _order(len(self.data), self.seed, epoch)[start * self.batch_size :].tolist()
@@ -158,9 +163,15 @@ class WorkerLoader(_Batches):
             pin_memory=self.device.type == "cuda",
             generator=gen,  # seeds the workers' transforms from (seed, epoch), not global RNG
         )
-        for xb, yb in loader:
+        mix_base = epoch_seed(self.seed + 4, epoch) * 100_003
+        for i, (xb, yb) in enumerate(loader, start):
             xb = xb.to(self.device, non_blocking=True)
-            yield self.preprocess(xb), yb.to(self.device, non_blocking=True)
+            yb = yb.to(self.device, non_blocking=True)
+            if self.augment.mixers:  # on whole batches, as on the device path
+                self.mix_gen.manual_seed((mix_base + i) % SEED_MOD)
+                with torch.no_grad():
+                    xb, yb = self.augment.mix(xb, yb, self.mix_gen)
+            yield self.preprocess(xb), yb
 
     def full_batch(self) -> Batch:
         return self.preprocess(self.x.to(self.device)), self.y.to(self.device)

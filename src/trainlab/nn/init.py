@@ -4,28 +4,45 @@ Every Linear and Conv weight gets the chosen init; biases start at zero; normali
 start as the identity (weight 1, bias 0). Conv fan-in is k*k*C_in, which is what
 ``torch.nn.init`` computes from the weight's shape. Kaiming's gain follows the model's activation
 unless the recipe names a ``nonlinearity``.
+
+A data-dependent init (``lsuv``) is a :class:`DataDependentInit`: ``init_model`` applies its
+per-weight part, then ``fit(model, sample)`` adjusts the weights on a batch of training inputs.
+Such entries are registered with ``needs_sample=True`` so the model builder can ask for data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from trainlab.registry import Registry
-from trainlab.types import Positive
+from trainlab.types import Positive, PositiveInt
 
 FanMode = Literal["fan_in", "fan_out"]
 Gain = Literal["auto", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]
 
-__all__ = ["INITS", "init_model", "WEIGHTED"]
+__all__ = ["INITS", "DataDependentInit", "LSUV", "init_model", "lsuv_", "WEIGHTED"]
 
 INITS = Registry("init", "weight initialisation schemes (model.init)")
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 WeightInit = Callable[[torch.Tensor], None]
+
+
+@runtime_checkable
+class DataDependentInit(Protocol):
+    """A per-weight init (``__call__``) followed by a pass over data (``fit``)."""
+
+    def __call__(self, weight: torch.Tensor) -> None: ...
+
+    def fit(self, model: nn.Module, sample: torch.Tensor) -> dict[str, float]: ...
 
 
 @INITS.register("default")
@@ -92,6 +109,123 @@ def kaiming_uniform(
 def orthogonal(*, gain: Positive = 1.0, activation: tuple[str, float]) -> WeightInit:
     """(Semi-)orthogonal weights (Saxe et al., 2013), scaled by ``gain``."""
     return lambda w: nn.init.orthogonal_(w, gain=gain)
+
+
+@dataclass(frozen=True)
+class LSUV:
+    """Layer-sequential unit-variance init (Mishkin and Matas 2016, "All you need is a good init").
+
+    Step 1 (``__call__``, per weight): orthonormal weights (Saxe et al.). Step 2 (:meth:`fit`):
+    :func:`lsuv_` rescales each layer, in forward order, to unit output variance on a batch.
+    """
+
+    tol: float = 0.1
+    max_iter: int = 10
+
+    def __call__(self, weight: torch.Tensor) -> None:
+        nn.init.orthogonal_(weight)
+
+    def fit(self, model: nn.Module, sample: torch.Tensor) -> dict[str, float]:
+        return lsuv_(model, sample, tol=self.tol, max_iter=self.max_iter)
+
+
+@INITS.register("lsuv", needs_sample=True)
+def lsuv(*, tol: Positive = 0.1, max_iter: PositiveInt = 10, activation: tuple[str, float]) -> LSUV:
+    """Orthonormal, then each layer rescaled to unit output variance on a data batch (LSUV)."""
+    return LSUV(tol=tol, max_iter=max_iter)
+
+
+class _Stop(Exception):
+    """Raised by a measuring hook: the rest of the forward pass is not needed."""
+
+
+def _forward_order(model: nn.Module, sample: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """Linear/Conv layers in the order a forward pass on ``sample`` first calls them."""
+    names = {m: n for n, m in model.named_modules() if isinstance(m, WEIGHTED)}
+    order: dict[nn.Module, str] = {}
+
+    def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        order.setdefault(module, names[module])  # (a hook's return value would replace output)
+
+    handles = [m.register_forward_hook(record) for m in names]
+    try:
+        model(sample)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(name, module) for module, name in order.items()]
+
+
+def _output_var(model: nn.Module, layer: nn.Module, sample: torch.Tensor) -> float:
+    """Variance of ``layer``'s output over the whole batch (all units, positions, examples)."""
+    seen: list[float] = []
+
+    def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        seen.append(output.detach().double().var().item())
+        raise _Stop
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        model(sample)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+@contextlib.contextmanager
+def _measuring(model: nn.Module) -> Iterator[None]:
+    """The network as training sees it on average, leaving no trace on the model.
+
+    Batch norm runs in train mode, as in the paper (LSUV measures the pre-BN output, and the
+    layers after a BN see batch-normalised inputs, as they will in training); its running
+    statistics are restored afterwards, so these passes do not count as training data. Dropout,
+    DropConnect, stochastic depth and fractional pooling run in eval mode: their noise would
+    make each measured variance a random number.
+    """
+    modes = {m: m.training for m in model.modules()}
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, BATCH_NORMS):
+            m.train()
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+
+
+@torch.no_grad()
+def lsuv_(
+    model: nn.Module, sample: torch.Tensor, tol: float = 0.1, max_iter: int = 10
+) -> dict[str, float]:
+    """Rescale every Linear/Conv weight, in forward order, to unit output variance on ``sample``.
+
+    The paper's loop: measure Var(output); while |Var - 1| >= tol (at most ``max_iter`` times),
+    divide the weight by sqrt(Var) and measure again. Biases are zeroed, so the output scales
+    exactly with the weight and one step usually suffices. Rescaling a layer changes every layer
+    after it, hence the forward order. A layer whose output is constant (a zero-initialised
+    residual branch) cannot be rescaled and is left as it is. Returns each layer's final variance.
+    """
+    if sample.shape[0] < 2:
+        raise ValueError(f"LSUV needs a batch of at least 2 examples, got {tuple(sample.shape)}")
+    variances: dict[str, float] = {}
+    with _measuring(model):
+        for name, layer in _forward_order(model, sample):
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+            var = _output_var(model, layer, sample)
+            for _ in range(max_iter):
+                if abs(var - 1.0) < tol or not math.isfinite(var) or var < 1e-12:
+                    break
+                layer.weight.div_(math.sqrt(var))
+                var = _output_var(model, layer, sample)
+            variances[name] = var
+    return variances
 
 
 @torch.no_grad()

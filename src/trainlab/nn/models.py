@@ -1,8 +1,9 @@
-"""Model families, each built from the recipe's activation, norm, dropout and init.
+"""Model families, each built from the recipe's activation, norm, regularisers and init.
 
-``create_model(cfg, in_shape, num_outputs)`` is the one entry point. ``in_shape`` is one example's
-shape without the batch: (D,) for feature vectors, (C, L) for sequences, (C, H, W) for images; conv
-models pick 1-D or 2-D layers from it, so the same recipe trains MNIST-1D and CIFAR-10.
+``create_model(cfg, in_shape, num_outputs, sample=None)`` is the one entry point. ``in_shape`` is
+one example's shape without the batch: (D,) for feature vectors, (C, L) for sequences, (C, H, W)
+for images; conv models pick 1-D or 2-D layers from it, so the same recipe trains MNIST-1D and
+CIFAR-10. ``sample`` is a batch of training inputs for data-dependent inits (``lsuv``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,17 @@ import torch
 from torch import nn
 
 from trainlab.errors import RecipeError
-from trainlab.nn.activations import ACTIVATIONS, kaiming_nonlinearity
-from trainlab.nn.init import INITS, init_model
+from trainlab.nn.activations import ACTIVATIONS, kaiming_nonlinearity, width_expansion
+from trainlab.nn.init import INITS, DataDependentInit, init_model
 from trainlab.nn.norms import NORMS
+from trainlab.nn.regularizers import (
+    BranchDrop,
+    DropConnectConv1d,
+    DropConnectConv2d,
+    DropConnectLinear,
+    FractionalMaxPool,
+    survival_probabilities,
+)
 from trainlab.registry import Registry
 
 if TYPE_CHECKING:
@@ -32,18 +41,26 @@ MODELS = Registry("model", "architectures (model.name); also tv.NAME and package
 
 @dataclass(frozen=True)
 class Layers:
-    """The recipe's per-layer choices, as factories the architectures call for each layer."""
+    """The recipe's per-layer choices, as factories the architectures call for each layer.
+
+    ``expansion`` is how many channels the activation consumes per channel it returns (2 for
+    SwiGLU, k for Maxout, 1 for elementwise units): a layer followed by the activation produces
+    ``expansion`` times its nominal width, and its norm normalises that wider output.
+    ``dropconnect`` > 0 makes every Linear/Conv a DropConnect layer with that drop probability.
+    """
 
     act: Callable[[], nn.Module]
     norm: Callable[[int, int], nn.Module]  # (channels, dims) -> module
     dropout: float
     kernel_size: int
     has_norm: bool
+    expansion: int = 1
+    dropconnect: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> Layers:
         act_spec, norm_spec = cfg.activation, cfg.norm
-        ACTIVATIONS.build(act_spec.name, **act_spec.params())  # fail early on bad params
+        probe = ACTIVATIONS.build(act_spec.name, **act_spec.params())  # fail early on bad params
 
         def act() -> nn.Module:
             return ACTIVATIONS.build(act_spec.name, **act_spec.params())
@@ -53,16 +70,28 @@ class Layers:
                 norm_spec.name, context={"channels": channels, "dims": dims}, **norm_spec.params()
             )
 
-        return cls(act, norm, cfg.dropout, cfg.kernel_size, norm_spec.name != "none")
+        has_norm = norm_spec.name != "none"
+        expansion = width_expansion(probe)
+        return cls(act, norm, cfg.dropout, cfg.kernel_size, has_norm, expansion, cfg.dropconnect)
+
+    def linear(self, d_in: int, d_out: int) -> nn.Linear:
+        if self.dropconnect > 0:
+            return DropConnectLinear(d_in, d_out, p=self.dropconnect)
+        return nn.Linear(d_in, d_out)
 
     def conv(self, dims: int, c_in: int, c_out: int, stride: int = 1, k: int | None = None):
         k = self.kernel_size if k is None else k
-        cls = nn.Conv2d if dims == 2 else nn.Conv1d
-        return cls(c_in, c_out, k, stride=stride, padding=k // 2, bias=not self.has_norm)
+        args = (c_in, c_out, k)
+        kwargs: dict[str, Any] = {"stride": stride, "padding": k // 2, "bias": not self.has_norm}
+        if self.dropconnect > 0:
+            cls = DropConnectConv2d if dims == 2 else DropConnectConv1d
+            return cls(*args, p=self.dropconnect, **kwargs)
+        return (nn.Conv2d if dims == 2 else nn.Conv1d)(*args, **kwargs)
 
     def conv_unit(self, dims: int, c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
-        """conv -> norm -> activation, the unit every conv model stacks."""
-        return [self.conv(dims, c_in, c_out, stride), self.norm(c_out, dims), self.act()]
+        """conv -> norm -> activation, the unit every conv model stacks (c_out channels out)."""
+        wide = c_out * self.expansion
+        return [self.conv(dims, c_in, wide, stride), self.norm(wide, dims), self.act()]
 
     def head(self, width: int, hidden: list[int], num_outputs: int) -> list[nn.Module]:
         """Fully connected layers with dropout before each (where the lecture applies it).
@@ -72,9 +101,9 @@ class Layers:
         """
         layers: list[nn.Module] = []
         for w in hidden:
-            layers += [self.dropout_layer(), nn.Linear(width, w), self.act()]
+            layers += [self.dropout_layer(), self.linear(width, w * self.expansion), self.act()]
             width = w
-        return [*layers, self.dropout_layer(), nn.Linear(width, num_outputs)]
+        return [*layers, self.dropout_layer(), self.linear(width, num_outputs)]
 
     def dropout_layer(self) -> nn.Module:
         return nn.Dropout(self.dropout) if self.dropout > 0 else nn.Identity()
@@ -95,16 +124,31 @@ def mlp(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs
     width = int(torch.tensor(in_shape).prod())
     body: list[nn.Module] = [nn.Flatten()]
     for w in cfg.widths:
-        body += [nn.Linear(width, w), layers.norm(w, 0), layers.act(), layers.dropout_layer()]
+        wide = w * layers.expansion
+        body += [layers.linear(width, wide), layers.norm(wide, 0), layers.act()]
+        body.append(layers.dropout_layer())
         width = w
-    return nn.Sequential(*body, nn.Linear(width, num_outputs))
+    return nn.Sequential(*body, layers.linear(width, num_outputs))
+
+
+def _pool(cfg: ModelConfig, dims: int) -> tuple[nn.Module, float]:
+    """The convnet's downsampling layer (``model.pool``) and the factor it shrinks sizes by.
+
+    ``fractional`` shrinks by ``model.pool_ratio`` (1/sqrt 2 by default, Graham's alpha = sqrt 2)
+    rather than 2: the convnet ends in global average pooling, so any ratio fits the head, and a
+    gentler reduction keeps more positions for the later stages. At exactly 0.5 torch's windows
+    land on a fixed grid for even sizes (no randomness left), hence the paper's ratio.
+    """
+    if cfg.pool == "fractional":
+        return FractionalMaxPool(cfg.pool_ratio, dims), cfg.pool_ratio
+    classes = {"max": (nn.MaxPool1d, nn.MaxPool2d), "avg": (nn.AvgPool1d, nn.AvgPool2d)}
+    return classes[cfg.pool][dims - 1](2), 0.5
 
 
 @MODELS.register("convnet")
 def convnet(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs: int):
-    """VGG-style stages of ``depth`` 3x3 conv units, each stage ending in 2x max-pooling."""
+    """VGG-style stages of ``depth`` 3x3 conv units, each stage ending in pooling (model.pool)."""
     dims = _spatial_dims(cfg.name, in_shape)
-    pool = nn.MaxPool2d if dims == 2 else nn.MaxPool1d
     size, c_in = min(in_shape[1:]), in_shape[0]
     body: list[nn.Module] = []
     for c_out in cfg.channels:
@@ -112,23 +156,33 @@ def convnet(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_out
             body += layers.conv_unit(dims, c_in, c_out)
             c_in = c_out
         if size >= 2:
-            body.append(pool(2))
-            size //= 2
+            pool, ratio = _pool(cfg, dims)
+            body.append(pool)
+            size = int(size * ratio)
     gap = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool1d(1)
     return nn.Sequential(*body, gap, nn.Flatten(), *layers.head(c_in, cfg.widths, num_outputs))
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block: two conv units, identity (or 1x1 projection) shortcut, act after add."""
+    """ResNet basic block: two conv units, identity (or 1x1 projection) shortcut, act after add.
+
+    With a width-reducing unit (SwiGLU, Maxout) conv1 is widened for act1, but there is no
+    activation after the add: applying one would need ``expansion`` times the residual stream
+    and a projection on every shortcut. The sum is passed on as is, the identity mapping of He
+    et al. (2016, "Identity mappings in deep residual networks") and of transformer blocks with
+    SwiGLU. ``drop_path`` (stochastic depth) drops the branch before the add.
+    """
 
     def __init__(self, layers: Layers, dims: int, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
-        self.conv1 = layers.conv(dims, c_in, c_out, stride)
-        self.norm1 = layers.norm(c_out, dims)
+        wide = c_out * layers.expansion
+        self.conv1 = layers.conv(dims, c_in, wide, stride)
+        self.norm1 = layers.norm(wide, dims)
         self.act1 = layers.act()
         self.conv2 = layers.conv(dims, c_out, c_out)
         self.norm2 = layers.norm(c_out, dims)
-        self.act2 = layers.act()
+        self.drop_path: nn.Module = nn.Identity()
+        self.act2 = layers.act() if layers.expansion == 1 else nn.Identity()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
@@ -137,13 +191,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.norm1(self.conv1(x)))
-        return self.act2(self.norm2(self.conv2(out)) + self.shortcut(x))
-
-    @torch.no_grad()
-    def zero_init_residual(self) -> None:
-        """Make the block start as the identity: Var(F(x) + x) = Var(x) (lecture 000)."""
-        weight = getattr(self.norm2, "weight", None)
-        nn.init.zeros_(weight if weight is not None else self.conv2.weight)
+        branch = self.drop_path(self.norm2(self.conv2(out)))
+        return self.act2(branch + self.shortcut(x))
 
 
 @MODELS.register("resnet")
@@ -200,42 +249,135 @@ def _user_class(cfg: ModelConfig, in_shape: tuple[int, ...], num_outputs: int) -
     return model
 
 
-def create_model(cfg: ModelConfig, in_shape: tuple[int, ...], num_outputs: int) -> nn.Module:
-    """Build, initialise and (if asked) zero-init the residual branches of the recipe's model."""
+def create_model(
+    cfg: ModelConfig,
+    in_shape: tuple[int, ...],
+    num_outputs: int,
+    sample: torch.Tensor | None = None,
+) -> nn.Module:
+    """Build, regularise and initialise the recipe's model.
+
+    ``sample`` is a batch of preprocessed training inputs, shape (B, *in_shape) with B >= 2 (the
+    trainer passes up to 256), used only by data-dependent inits (``model.init=lsuv``, which
+    refuses to run without one). The model is then moved to ``sample``'s device, so LSUV's
+    forward passes run where training will.
+    """
     layers = Layers.from_config(cfg)
-    if cfg.dropout and (cfg.name.startswith("tv.") or ":" in cfg.name):
-        raise RecipeError(
-            f"model.dropout applies to trainlab's own models; {cfg.name!r} sets its own dropout "
-            "(pass it in model.kwargs if its constructor takes one)"
-        )
+    _check_applicable(cfg, layers, tuple(in_shape), sample)
     if cfg.name.startswith("tv."):
         model = _torchvision(cfg, layers, num_outputs)
     elif ":" in cfg.name:
         model = _user_class(cfg, in_shape, num_outputs)
     else:
         model = MODELS.get(cfg.name).factory(cfg, layers, tuple(in_shape), num_outputs)
+    if cfg.stochastic_depth > 0:
+        _add_stochastic_depth(model, cfg.name, cfg.stochastic_depth)
+    _initialise(model, cfg, sample)
+    return model
+
+
+def _check_applicable(
+    cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], sample: torch.Tensor | None
+) -> None:
+    """Refuse, in one line, recipe choices that the chosen model cannot honour."""
+    foreign = cfg.name.startswith("tv.") or ":" in cfg.name
+    for key, value in (("dropout", cfg.dropout), ("dropconnect", cfg.dropconnect)):
+        if value and foreign:
+            raise RecipeError(
+                f"model.{key} applies to trainlab's own models (mlp, convnet, resnet); "
+                f"{cfg.name!r} sets its own (pass it in model.kwargs if its constructor takes one)"
+            )
+    if layers.expansion > 1 and cfg.name.startswith("tv."):
+        raise RecipeError(
+            f"model.activation={cfg.activation.name} changes the width of the layer before it; "
+            f"it needs trainlab's own models (mlp, convnet, resnet), not {cfg.name!r}"
+        )
+    if cfg.pool != "max" and cfg.name != "convnet":
+        raise RecipeError(
+            f"model.pool={cfg.pool} applies to model.name=convnet; {cfg.name!r} does not pool"
+        )
+    if not INITS.get(cfg.init.name).info.get("needs_sample"):
+        return
+    if sample is None:
+        raise RecipeError(
+            f"model.init={cfg.init.name} is data-dependent and needs a batch of training inputs "
+            "(create_model(..., sample=batch); trainlab's trainer passes one)"
+        )
+    if tuple(sample.shape[1:]) != in_shape or sample.shape[0] < 2:
+        raise ValueError(
+            f"create_model: sample must be a batch of shape (B >= 2, *{in_shape}), "
+            f"got {tuple(sample.shape)}"
+        )
+
+
+def _initialise(model: nn.Module, cfg: ModelConfig, sample: torch.Tensor | None) -> None:
+    """The recipe's init, then the zero-init of residual branches, then any data-dependent step.
+
+    Zero-init comes before LSUV so that LSUV measures the network that training starts from
+    (it leaves a zeroed branch alone: a constant output cannot be rescaled).
+    """
     act = kaiming_nonlinearity(cfg.activation.name, cfg.activation.params())
-    init_model(model, INITS.build(cfg.init.name, context={"activation": act}, **cfg.init.params()))
+    weight_init = INITS.build(cfg.init.name, context={"activation": act}, **cfg.init.params())
+    init_model(model, weight_init)
     if cfg.zero_init_residual:
         _zero_init_residuals(model, cfg.name)
-    return model
+    if isinstance(weight_init, DataDependentInit) and sample is not None:
+        weight_init.fit(model.to(sample.device), sample)
+
+
+def _residual_blocks(model: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]]:
+    """(block, last conv, last norm) of each residual branch, in forward order.
+
+    Ours (:class:`BasicBlock`) and torchvision's ``BasicBlock``/``Bottleneck`` (every resnet,
+    resnext and wide_resnet). The last norm is an ``nn.Identity`` when ``model.norm=none``.
+    """
+    from torchvision.models.resnet import BasicBlock as TvBasic
+    from torchvision.models.resnet import Bottleneck as TvBottleneck
+
+    blocks = []
+    for m in model.modules():
+        if isinstance(m, BasicBlock):
+            blocks.append((m, m.conv2, m.norm2))
+        elif isinstance(m, TvBasic):
+            blocks.append((m, m.conv2, m.bn2))
+        elif isinstance(m, TvBottleneck):
+            blocks.append((m, m.conv3, m.bn3))
+    return blocks
 
 
 @torch.no_grad()
 def _zero_init_residuals(model: nn.Module, name: str) -> None:
-    """Zero the last norm of every residual branch (ours, or torchvision's bn2/bn3)."""
-    from torchvision.models.resnet import BasicBlock as TvBasic
-    from torchvision.models.resnet import Bottleneck as TvBottleneck
+    """Zero the end of every residual branch, so each block starts as the identity (lecture 000).
 
-    found = 0
-    for m in model.modules():
-        if isinstance(m, BasicBlock):
-            m.zero_init_residual()
-        elif isinstance(m, TvBasic | TvBottleneck):
-            last = m.bn3 if isinstance(m, TvBottleneck) else m.bn2
-            nn.init.zeros_(last.weight) if getattr(last, "weight", None) is not None else None
-        else:
-            continue
-        found += 1
-    if not found:
+    Var(F(x) + x) = Var(x): the branch's last norm weight is zeroed, or its last conv's weight
+    where there is no norm (``model.norm=none``, ours and torchvision's alike).
+    """
+    blocks = _residual_blocks(model)
+    if not blocks:
         raise RecipeError(f"model.zero_init_residual: {name!r} has no residual blocks")
+    for _, conv, norm in blocks:
+        weight = getattr(norm, "weight", None)
+        nn.init.zeros_(weight if weight is not None else conv.weight)
+
+
+def _add_stochastic_depth(model: nn.Module, name: str, last_drop: float) -> None:
+    """Drop block l's residual branch with probability 1 - p_l, p_l = 1 - l/L (1 - p_L).
+
+    Ours: the block's ``drop_path``. torchvision's: a :class:`BranchDrop` child of the block
+    (so train/eval reach it), applied as a forward hook on the branch's last norm.
+    """
+    blocks = _residual_blocks(model)
+    if not blocks:
+        raise RecipeError(
+            f"model.stochastic_depth={last_drop} drops residual branches; {name!r} has no "
+            "residual blocks (use model.name=resnet or a tv.resnet*)"
+        )
+    for (block, _, norm), survival in zip(
+        blocks, survival_probabilities(len(blocks), last_drop), strict=True
+    ):
+        drop = BranchDrop(round(1.0 - survival, 12))  # 0.2, not 0.19999999999999996
+        if isinstance(block, BasicBlock):
+            block.drop_path = drop
+        else:
+            block.stochastic_depth = drop
+            norm.register_forward_hook(drop.hook)

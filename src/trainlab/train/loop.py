@@ -26,6 +26,7 @@ from trainlab.data.loaders import DeviceLoader, WorkerLoader, eval_batches
 from trainlab.data.preprocess import Preprocessor, create_preprocessor
 from trainlab.errors import NonFiniteError, RecipeError, RunFolderError, TrainlabWarning
 from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
+from trainlab.nn.init import INITS
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import (
     OPTIMIZERS,
@@ -46,6 +47,7 @@ from trainlab.train.callbacks import (
     ProgressBar,
 )
 from trainlab.train.losses import LOSSES
+from trainlab.train.penalties import weight_penalty
 from trainlab.train.signals import Interrupted, StopSignals
 
 __all__ = ["Trainer", "seed_everything", "pick_device", "num_outputs"]
@@ -136,7 +138,10 @@ class Trainer:
         self.eval_loss_fn = LOSSES.build(recipe.loss.name, **_no_smoothing(recipe.loss.params()))
         self.preprocess = self._fit_preprocess()
         self.model = create_model(
-            recipe.model, self.splits.in_shape, num_outputs(recipe.loss.name, self.num_classes)
+            recipe.model,
+            self.splits.in_shape,
+            num_outputs(recipe.loss.name, self.num_classes),
+            sample=self._init_sample(),
         ).to(self.device)
         self.optim_info = OPTIMIZERS.get(recipe.optimizer.name).info["optim"]
         self.loader = self._make_loader()
@@ -204,11 +209,21 @@ class Trainer:
 
     def _fit_preprocess(self) -> Preprocessor:
         pre = create_preprocessor(self.recipe.preprocess.name, self.recipe.preprocess.eps)
-        return pre.fit(fit_sample(self.splits.x_train, self.recipe.seed)).to(self.device)
+        self.raw_sample = fit_sample(self.splits.x_train, self.recipe.seed)
+        return pre.fit(self.raw_sample).to(self.device)
+
+    @torch.no_grad()
+    def _init_sample(self, size: int = 256) -> torch.Tensor | None:
+        """Preprocessed training inputs for a data-dependent init (LSUV), else None."""
+        if not INITS.get(self.recipe.model.init.name).info.get("needs_sample"):
+            return None
+        return self.preprocess(self.raw_sample[:size].to(self.device))
 
     def _make_loader(self) -> DeviceLoader | WorkerLoader:
         data, tcfg = self.recipe.data, self.recipe.training
-        augment = Pipeline([spec.build() for spec in self.recipe.augment])
+        augment = Pipeline.from_specs(self.recipe.augment, self.num_classes)
+        augment.check(self.splits.in_shape)
+        augment.fit(self.raw_sample)
         x = as_tensor(self.splits.x_train)
         y = torch.from_numpy(self.splits.y_train)
         nbytes = sum(a.nbytes for a in (self.splits.x_train, self.splits.x_val, self.splits.x_test))
@@ -457,12 +472,13 @@ class Trainer:
 
     @property
     def decay_penalty(self) -> bool:
-        return self.recipe.regularization.l2 > 0
+        rcfg = self.recipe.regularization
+        return rcfg.l1 > 0 or rcfg.l2 > 0
 
     def _penalty(self) -> torch.Tensor:
-        """l2/2 * sum of squared decayed weights: the L2 term added to the loss (lecture 004)."""
-        l2 = self.recipe.regularization.l2
-        return 0.5 * l2 * sum(p.pow(2).sum() for p in self.decay_params)
+        """l1 * sum|w| + l2/2 * sum w^2 over the decayed weights, added to the loss."""
+        rcfg = self.recipe.regularization
+        return weight_penalty(self.decay_params, rcfg.l1, rcfg.l2)
 
     def _set_lr(self) -> float:
         lr = self.base_lr * self.lr_mult(self.step)
