@@ -100,3 +100,30 @@ def test_list_shows_every_family_and_refuses_unknown_kinds():
     bad = run_cli("list", "optimiser")
     assert bad.returncode == 2
     assert "did you mean 'optimizer'?" in _one_error_line(bad.stderr)
+
+
+def test_augment_json_reports_the_png_it_wrote(tmp_path: Path):
+    out = tmp_path / "grid.png"
+    pipeline = "augment=[hflip, {name: random_crop, padding: 2}]"
+    done = run_cli("augment", pipeline, "-o", str(out), "--n", "8", "--seed", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    result = last_json(done.stdout)
+    assert result["path"] == str(out) and result["samples"] == 8 and result["draws"] == 3
+    assert result["seed"] == 1
+    assert [a["name"] for a in result["augment"]] == ["hflip", "random_crop"]
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == result["width"]
+    assert int.from_bytes(data[20:24], "big") == result["height"]
+
+
+def test_augment_bad_recipe_key_exits_2_with_one_line_and_writes_nothing(tmp_path: Path):
+    out = tmp_path / "grid.png"
+    done = run_cli("augment", "augment=[{name: hflp}]", "-o", str(out))
+    assert done.returncode == 2
+    assert "did you mean 'hflip'?" in _one_error_line(done.stderr)
+    done = run_cli("augment", "data.nme=digits", "-o", str(out), "--json")
+    assert done.returncode == 2
+    assert "data.nme: unknown key; did you mean data.name?" in _one_error_line(done.stderr)
+    assert "error" in last_json(done.stdout)
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ Public API::
     report = trainlab.evaluate("runs/a")
 """
 
-from trainlab.api import evaluate, resolve_recipe, train
+from trainlab.api import augment_preview, evaluate, resolve_recipe, train
 from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError, TrainlabWarning
 from trainlab.recipe import Recipe, load_recipe
 
@@ -15,6 +15,7 @@ __all__ = [
     "train",
     "evaluate",
     "resolve_recipe",
+    "augment_preview",
     "Recipe",
     "load_recipe",
     "TrainlabError",

@@ -14,7 +14,7 @@ from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe, load_recipe
 from trainlab.train import checkpoint as ckpt
 
-__all__ = ["train", "evaluate", "resolve_recipe"]
+__all__ = ["train", "evaluate", "resolve_recipe", "augment_preview"]
 
 
 def resolve_recipe(recipe: Recipe | str | Path | None, overrides: list[str] | None) -> Recipe:
@@ -142,3 +142,23 @@ def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> 
             plot_confusion(conf, trainer.splits.classes, run / "confusion.png")
         )
     return result
+
+
+def augment_preview(
+    recipe: Recipe | str | Path | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    n: int = 16,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Write a PNG grid of training samples beside augmented draws of the recipe's pipeline.
+
+    ``out`` defaults to ``NAME-augment.png`` in the current folder (an existing PNG is replaced,
+    atomically); ``seed`` picks the samples and the draws (default: the recipe's seed). Returns
+    what was written (path, pixel size, samples, draws). No run folder is made.
+    """
+    from trainlab.evaluation.augment_preview import render_augment_grid
+
+    resolved = resolve_recipe(recipe, overrides)
+    path = Path(out) if out is not None else Path(f"{resolved.name}-augment.png")
+    return render_augment_grid(resolved, path, n=n, seed=resolved.seed if seed is None else seed)

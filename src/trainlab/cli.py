@@ -125,6 +125,38 @@ def evaluate(
     _emit(result, as_json)
 
 
+@app.command()
+@user_errors
+def augment(
+    args: list[str] = typer.Argument(
+        None,
+        metavar="[RECIPE] [KEY=VALUE]...",
+        help="recipe YAML (default: recipes/digits.yaml), overrides",
+    ),
+    out: str = typer.Option(None, "--out", "-o", help="PNG to write (default: NAME-augment.png)"),
+    n: int = typer.Option(16, "--n", "-n", help="training samples to show (1 to 64)"),
+    seed: int = typer.Option(None, "--seed", help="picks samples and draws (default: recipe's)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
+) -> None:
+    """A PNG grid of training samples beside augmented draws of the recipe's augmentation."""
+    from trainlab.api import augment_preview
+
+    recipe, overrides = split_recipe_args(args or [])
+    result = augment_preview(recipe, overrides, out=out, n=n, seed=seed)
+    if not as_json:
+        from rich.console import Console
+
+        what = f"{result['samples']} samples" + (
+            f" x {result['draws']} augmented draws" if result["draws"] else " (originals only)"
+        )
+        Console().print(
+            f"{what} of recipe {result['recipe']!r} ({result['width']}x{result['height']} px) "
+            f"-> {result['path']}",
+            highlight=False,
+        )
+    _emit(result, as_json)
+
+
 @app.command(name="list")
 @user_errors
 def list_components(
@@ -147,6 +179,7 @@ def list_components(
     }
     if not as_json:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         for k in chosen:
@@ -155,7 +188,7 @@ def list_components(
                 table.add_column(col)
             for e in REGISTRIES[k]:
                 params = ", ".join(f"{p}={v!r}" for p, v in e.params().items())
-                table.add_row(e.name, params, e.summary)
+                table.add_row(e.name, escape(params), escape(e.summary))  # [a, b] is text
             Console().print(table)
     _emit(result, as_json)
 

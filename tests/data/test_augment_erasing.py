@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from tests.data.augment_util import gen, torch_calls
 from trainlab.data.augment import AUGMENTS, Pipeline
 
 NAMES = ["cutout", "random_erasing"]
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-class _CountCalls(TorchFunctionMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
-def torch_calls(fn) -> int:
-    with _CountCalls() as counter:
-        fn()
-    return counter.calls
 
 
 def erased(out: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from tests.data.augment_util import gen, torch_calls
 from trainlab.data.augment import AUGMENTS, Pipeline
 from trainlab.data.augment.base import affine_batch
 from trainlab.data.augment.geometric import MultiScale, affine_theta, resized_crop_batch
@@ -26,28 +26,8 @@ def smooth(c: int = 3, h: int = 24, w: int = 40) -> torch.Tensor:
     return torch.stack([torch.sin(3 * xx + 2 * yy), torch.cos(4 * yy - xx), xx * yy + 0.5])[:c]
 
 
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def one(v: float) -> torch.Tensor:
     return torch.tensor([float(v)])
-
-
-class _CountCalls(TorchFunctionMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
-def torch_calls(fn) -> int:
-    with _CountCalls() as counter:
-        fn()
-    return counter.calls
 
 
 # -- the batched warps realise torchvision's functional ops exactly ------------------------------

@@ -5,32 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
+from tests.data.augment_util import gen, torch_calls
 from trainlab.data.augment import AUGMENTS, Pipeline
 from trainlab.errors import RecipeError
 
 NAMES = ["shift", "time_scale", "amplitude", "gaussian_noise"]
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-class _CountCalls(TorchFunctionMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls = 0
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        self.calls += 1
-        return func(*args, **(kwargs or {}))
-
-
-def torch_calls(fn) -> int:
-    with _CountCalls() as counter:
-        fn()
-    return counter.calls
 
 
 def signals(n: int = 64, c: int = 2, length: int = 40) -> torch.Tensor:

@@ -14,7 +14,13 @@ import trainlab
 from tests.conftest import run_cli
 from trainlab.errors import RecipeError
 
-BASE = ["training.progress=false", "augment=[]", "training.epochs=1", "schedule=constant", "data.val_fraction=0"]
+BASE = [
+    "training.progress=false",
+    "augment=[]",
+    "training.epochs=1",
+    "schedule=constant",
+    "data.val_fraction=0",
+]
 
 
 class PutNet(nn.Module):

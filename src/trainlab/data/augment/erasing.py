@@ -43,7 +43,25 @@ def _erase(x: torch.Tensor, mask: torch.Tensor, value: float) -> torch.Tensor:
     return torch.where(mask[:, None], value, x)  # value a Python scalar: nothing to copy
 
 
-class Cutout(Augment):
+class _BoxEraser(Augment):
+    """Blank one box per sample; subclasses say how the boxes are drawn (``sample``)."""
+
+    dims = (1, 2)
+    value = 0.0
+
+    def sample(self, x: torch.Tensor, gen: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+        """(apply (N,), low (N, dims), high (N, dims))."""
+        raise NotImplementedError
+
+    def apply(self, x, apply, low, high) -> torch.Tensor:
+        mask = box_mask(tuple(x.shape[2:]), low, high)
+        return _erase(x, mask & apply.view(-1, *([1] * (mask.ndim - 1))), self.value)
+
+    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return self.apply(x, *self.sample(x, gen))
+
+
+class Cutout(_BoxEraser):
     """A square (a segment on sequences) of side ``size`` centred uniformly, clipped, blanked
     with probability p, per sample."""
 
@@ -61,18 +79,11 @@ class Cutout(Augment):
         high = low + self.size
         return chance(x, self.p, gen), low.clamp(min=0), torch.minimum(high, spatial)
 
-    def apply(self, x, apply, low, high) -> torch.Tensor:
-        mask = box_mask(tuple(x.shape[2:]), low, high)
-        return _erase(x, mask & apply.view(-1, *([1] * (mask.ndim - 1))), self.value)
-
-    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.apply(x, *self.sample(x, gen))
-
     def transform(self):
         return OneSample(self)  # torchvision has no cutout (RandomErasing keeps boxes inside)
 
 
-class RandomErasing(Augment):
+class RandomErasing(_BoxEraser):
     """``v2.RandomErasing``'s box distribution, drawn for every sample of the batch at once."""
 
     dims = (1, 2)
@@ -107,13 +118,6 @@ class RandomErasing(Augment):
         low = randint_per_sample(limit - side, gen)
         apply = chance(x, self.p, gen) & fits.any(1)
         return apply, low.long(), (low + side).long()
-
-    def apply(self, x, apply, low, high) -> torch.Tensor:
-        mask = box_mask(tuple(x.shape[2:]), low, high)
-        return _erase(x, mask & apply.view(-1, *([1] * (mask.ndim - 1))), self.value)
-
-    def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.apply(x, *self.sample(x, gen))
 
     def transform(self):
         return _Erasing(self)

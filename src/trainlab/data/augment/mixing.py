@@ -46,18 +46,25 @@ def _partners(x: torch.Tensor, lam: torch.Tensor, p: float, gen: torch.Generator
     return perm, lam
 
 
-class MixUp(Mixer):
-    """Convex combinations of pairs of inputs and of their labels."""
+class _PairMixer(Mixer):
+    """Pairs each sample with a partner and draws its lambda ~ Beta(alpha, alpha)."""
 
     def __init__(self, alpha: float, p: float) -> None:
         super().__init__(p)
         self.alpha = alpha
 
+    def pairs(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(partner index (N,), lambda (N,)), lambda 1 for samples left unmixed."""
+        return _partners(x, beta_per_sample(len(x), self.alpha, gen, x.device), self.p, gen)
+
+
+class MixUp(_PairMixer):
+    """Convex combinations of pairs of inputs and of their labels."""
+
     def mix(
         self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lam = beta_per_sample(len(x), self.alpha, gen, x.device)
-        perm, lam = _partners(x, lam, self.p, gen)
+        perm, lam = self.pairs(x, gen)
         lx = view_per_sample(lam, x).to(x.dtype)
         ly = lam[:, None].to(y.dtype)
         return lx * x + (1 - lx) * x[perm], ly * y + (1 - ly) * y[perm]
@@ -91,18 +98,13 @@ def box_mask(shape: tuple[int, ...], low: torch.Tensor, high: torch.Tensor) -> t
     return inside
 
 
-class CutMix(Mixer):
+class CutMix(_PairMixer):
     """Paste a box of one sample into its partner; labels weighted by the pasted area."""
-
-    def __init__(self, alpha: float, p: float) -> None:
-        super().__init__(p)
-        self.alpha = alpha
 
     def mix(
         self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        lam = beta_per_sample(len(x), self.alpha, gen, x.device)
-        perm, lam = _partners(x, lam, self.p, gen)
+        perm, lam = self.pairs(x, gen)
         shape = tuple(x.shape[2:])
         low, high = cutmix_boxes(shape, lam, gen)
         inside = box_mask(shape, low, high)[:, None]  # (N, 1, *shape): every channel
