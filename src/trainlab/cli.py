@@ -163,34 +163,53 @@ def list_components(
     kind: str = typer.Argument(None, help="one family (e.g. activation); all when omitted"),
     as_json: bool = typer.Option(False, "--json", help="print as JSON (last line)"),
 ) -> None:
-    """The registered names of every component family (what a recipe may name)."""
+    """The registered names of every component family (what a recipe may name), and the
+    techniques a recipe turns on with a key (``technique``)."""
     import trainlab.catalog  # noqa: F401
     from trainlab.registry import REGISTRIES, closest
+    from trainlab.techniques import TECHNIQUES
 
-    kinds = list(REGISTRIES)
-    if kind is not None and kind not in REGISTRIES:
+    kinds = [*REGISTRIES, "technique"]
+    if kind is not None and kind not in kinds:
         hint = closest(kind, kinds)
         did = f" did you mean {hint!r}?" if hint else ""
         raise TrainlabError(f"unknown kind {kind!r};{did} valid: {', '.join(kinds)}")
     chosen = [kind] if kind else kinds
-    result = {
-        k: {e.name: {"summary": e.summary, "params": e.params()} for e in REGISTRIES[k]}
-        for k in chosen
-    }
+    rows: dict[str, list[tuple[str, str, str]]] = {}
+    result: dict[str, dict] = {}
+    for k in chosen:
+        if k == "technique":
+            rows[k] = [(t.name, " ".join(t.overrides), t.summary) for t in TECHNIQUES]
+            result[k] = {
+                t.name: {"summary": t.summary, "set": list(t.overrides)} for t in TECHNIQUES
+            }
+            continue
+        rows[k] = [
+            (e.name, ", ".join(f"{p}={v!r}" for p, v in e.params().items()), e.summary)
+            for e in REGISTRIES[k]
+        ]
+        result[k] = {e.name: {"summary": e.summary, "params": e.params()} for e in REGISTRIES[k]}
     if not as_json:
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
-
-        for k in chosen:
-            table = Table(title=f"{k}: {REGISTRIES[k].description}", title_justify="left")
-            for col in ("name", "parameters", "what it is"):
-                table.add_column(col)
-            for e in REGISTRIES[k]:
-                params = ", ".join(f"{p}={v!r}" for p, v in e.params().items())
-                table.add_row(e.name, escape(params), escape(e.summary))  # [a, b] is text
-            Console().print(table)
+        _print_tables(rows)
     _emit(result, as_json)
+
+
+def _print_tables(rows: dict[str, list[tuple[str, str, str]]]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from trainlab.registry import REGISTRIES
+
+    for kind, entries in rows.items():
+        technique = kind == "technique"
+        what = "set by a recipe key" if technique else REGISTRIES[kind].description
+        table = Table(title=f"{kind}: {what}", title_justify="left")
+        for col in ("name", "recipe line" if technique else "parameters", "what it is"):
+            table.add_column(col)
+        for name, params, summary in entries:
+            table.add_row(name, escape(params), escape(summary))  # [a, b] is text, not markup
+        Console().print(table)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
