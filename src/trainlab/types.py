@@ -18,6 +18,7 @@ __all__ = [
     "NonNegative",
     "PositiveInt",
     "NonNegativeInt",
+    "Finite",
     "PositiveRange",
     "UnitRange",
 ]
@@ -28,6 +29,7 @@ Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]  # a fill value: any finite number
 
 
 def _ordered(pair: tuple[float, float]) -> tuple[float, float]:

@@ -60,3 +60,13 @@ def test_empty_pipeline_is_falsy_and_identity():
     assert not Pipeline([])
     x = _batch(4)
     assert torch.equal(Pipeline([]).batch(x, torch.Generator()), x)
+
+
+@pytest.mark.parametrize("name", AUGMENTS.names())
+def test_every_per_sample_transform_pickles_for_spawned_workers(name):
+    import pickle
+
+    transform = AUGMENTS.get(name).factory().transform()
+    again = pickle.loads(pickle.dumps(transform))
+    image = torch.rand(3, 8, 8)
+    assert again(image).shape == image.shape

@@ -49,11 +49,11 @@ def test_mixup_input_and_label_weights_agree():
 
 
 def test_beta_draws_match_beta_alpha_alpha():
-    lam = beta_per_sample(20000, 0.4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    lam = beta_per_sample(20000, 0.4, np.random.default_rng(0), torch.device("cpu"))
     a = 0.4
     assert abs(lam.mean().item() - 0.5) < 0.01
     assert abs(lam.var().item() - 1 / (4 * (2 * a + 1))) < 0.005  # Var Beta(a, a)
-    again = beta_per_sample(20000, 0.4, torch.Generator().manual_seed(0), torch.device("cpu"))
+    again = beta_per_sample(20000, 0.4, np.random.default_rng(0), torch.device("cpu"))
     assert torch.equal(lam, again)
 
 
@@ -148,3 +148,13 @@ def test_label_smoothing_composes_with_mixing_in_either_order():
     (g1,) = torch.autograd.grad(loss, scores)
     (g2,) = torch.autograd.grad(manual, scores)
     assert torch.allclose(g1, g2, atol=1e-6)
+
+
+def test_cutmix_on_sequences_pastes_a_segment_of_one_minus_lambda():
+    length = 40
+    lam = torch.linspace(0.02, 0.98, 200)
+    low, high = cutmix_boxes((length,), lam, torch.Generator().manual_seed(0))
+    share = (high - low)[:, 0].float() / length
+    unclipped = (high - low)[:, 0] == torch.round(length * (1 - lam))
+    assert unclipped.sum() > 50
+    assert float((share - (1 - lam)).abs()[unclipped].max()) <= 0.5 / length  # rounding only

@@ -163,3 +163,10 @@ def test_pca_lighting_needs_rgb_images():
     with pytest.raises(RecipeError, match="3 channels") as err:
         AUGMENTS.build("pca_lighting").fit(torch.rand(4, 1, 8, 8))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["color_jitter", "pca_lighting", "randaugment"])
+def test_standardised_inputs_are_refused_not_clipped(name):
+    aug = AUGMENTS.build(name)
+    with pytest.raises(RecipeError, match="negative values"):
+        aug.fit(torch.randn(4, 3, 8, 8))

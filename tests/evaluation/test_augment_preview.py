@@ -134,7 +134,7 @@ def test_samples_cover_every_class_before_repeating_one():
 class _Swap(Mixer):
     """A test mixer: each sample takes its neighbour's input with weight 0.7 (labels alike)."""
 
-    def mix(self, x, y, gen):
+    def mix(self, x, y, gen, host=None):
         return 0.3 * x + 0.7 * x.roll(1, 0), 0.3 * y + 0.7 * y.roll(1, 0)
 
 

@@ -90,11 +90,11 @@ class DeviceLoader(_Batches):
             xb = self.x[idx]
             yb = self.y[idx]
             if self.augment:
-                self.aug_gen.manual_seed((base + i) % SEED_MOD)
+                seed = (base + i) % SEED_MOD
+                self.aug_gen.manual_seed(seed)
                 with torch.no_grad():
-                    xb, yb = self.augment.mix(
-                        self.augment.batch(xb, self.aug_gen), yb, self.aug_gen
-                    )
+                    xb = self.augment.batch(xb, self.aug_gen)
+                    xb, yb = self.augment.mix(xb, yb, self.aug_gen, seed)
                     xb = self.preprocess(xb)
             yield xb, yb
 
@@ -172,9 +172,10 @@ class WorkerLoader(_Batches):
             xb = xb.to(self.device, non_blocking=True)
             yb = yb.to(self.device, non_blocking=True)
             if self.augment.mixers:  # on whole batches, as on the device path
-                self.mix_gen.manual_seed((mix_base + i) % SEED_MOD)
+                seed = (mix_base + i) % SEED_MOD
+                self.mix_gen.manual_seed(seed)
                 with torch.no_grad():
-                    xb, yb = self.augment.mix(xb, yb, self.mix_gen)
+                    xb, yb = self.augment.mix(xb, yb, self.mix_gen, seed)
             yield self.preprocess(xb), yb
 
     def full_batch(self) -> Batch:

@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +36,8 @@ __all__ = [
     "Pipeline",
     "affine_batch",
     "chance",
+    "from_host",
+    "host_generator",
     "uniform",
     "value_bound",
     "view_per_sample",
@@ -49,6 +52,22 @@ def value_bound(x: torch.Tensor) -> float:
     scikit-learn's digits)."""
     top = float(x.max()) if x.numel() else 1.0
     return 1.0 if top <= 1.0 else top
+
+
+def host_generator(gen: torch.Generator, seed: int | None) -> np.random.Generator:
+    """A numpy generator for per-batch host-side draws: from ``seed`` when the loader gives
+    one, else seeded from ``gen`` (one integer read back from gen's device)."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
+    return np.random.default_rng(seed)
+
+
+def from_host(values: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A small host array as a float32 tensor on ``device``, copied without a stream sync."""
+    tensor = torch.from_numpy(values).float()
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def view_per_sample(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -91,6 +110,10 @@ def rotation_matrix(angle_deg: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class Augment:
     """One augmentation: a batched device implementation and a per-sample CPU transform."""
 
@@ -129,15 +152,21 @@ class Mixer(Augment):
         self.p = p
 
     def mix(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        gen: torch.Generator,
+        host: np.random.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixed inputs and targets; per-sample draws that torch cannot make with a generator
+        (Beta) come from ``host``, a numpy generator seeded per batch by the loader."""
         raise NotImplementedError
 
     def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return x  # not a per-sample transform: Pipeline.mix applies it
 
     def transform(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        return lambda x: x
+        return _identity  # Pipeline.mix applies mixers to whole batches on both paths
 
 
 class Pipeline:
@@ -186,15 +215,20 @@ class Pipeline:
         return x
 
     def mix(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, seed: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Soft targets (N, C) and the inputs mixed by one of the mixers (or unchanged labels
-        as class indices when the pipeline has no mixer)."""
+        as class indices when the pipeline has no mixer).
+
+        ``seed`` (the loader's per-batch seed) seeds the host-side draws: which mixer, and the
+        Beta lambdas. Drawn on the host, they need no device-to-host read (a sync on a GPU).
+        """
         if not self.mixers:
             return x, y
-        pick = int(torch.randint(len(self.mixers), (1,), generator=gen, device=gen.device))
+        host = host_generator(gen, seed)
+        pick = int(host.integers(len(self.mixers))) if len(self.mixers) > 1 else 0
         soft = F.one_hot(y.long(), self.num_classes).to(x.dtype) if not y.is_floating_point() else y
-        return self.mixers[pick].mix(x, soft, gen)
+        return self.mixers[pick].mix(x, soft, gen, host)
 
     def transforms(self) -> list[Callable[[torch.Tensor], torch.Tensor]]:
         return [aug.transform() for aug in self.augments]

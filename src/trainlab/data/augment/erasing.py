@@ -21,7 +21,7 @@ import torch
 
 from trainlab.data.augment.base import AUGMENTS, Augment, OneSample, chance
 from trainlab.data.augment.geometric import randint_per_sample
-from trainlab.types import PositiveInt, PositiveRange, Probability, UnitRange
+from trainlab.types import Finite, PositiveInt, PositiveRange, Probability, UnitRange
 
 __all__ = ["Cutout", "RandomErasing", "box_mask"]
 
@@ -137,7 +137,7 @@ class _Erasing:
 
 
 @AUGMENTS.register("cutout")
-def cutout(*, p: Probability = 0.5, size: PositiveInt = 8, value: float = 0.0) -> Augment:
+def cutout(*, p: Probability = 0.5, size: PositiveInt = 8, value: Finite = 0.0) -> Augment:
     """Cutout: blank a size x size square at a random centre with probability p (DeVries)."""
     return Cutout(p, size, value)
 
@@ -148,7 +148,7 @@ def random_erasing(
     p: Probability = 0.5,
     scale: UnitRange = (0.02, 0.33),
     ratio: PositiveRange = (0.3, 3.3),
-    value: float = 0.0,
+    value: Finite = 0.0,
 ) -> Augment:
     """Random erasing: blank a box of random area and aspect ratio with probability p (Zhong)."""
     return RandomErasing(p, scale, ratio, value)

@@ -60,24 +60,43 @@ class RandomCrop(Augment):
         return padded.reshape(n, c, -1).gather(2, index).view(x.shape)
 
     def transform(self):
+        return _Crop(self.padding)
+
+
+class _PerSize:
+    """A v2 transform that needs the output size, built once per input size and reused (building
+    one per sample costs more than the crop). Picklable: DataLoader workers may be spawned."""
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[int, ...], object] = {}
+
+    def build(self, size: tuple[int, ...]):
+        raise NotImplementedError
+
+    def for_size(self, size: tuple[int, ...]):
+        if size not in self._built:
+            self._built[size] = self.build(size)
+        return self._built[size]
+
+
+class _Crop(_PerSize):
+    """v2.RandomCrop of the input's own size after padding; a 1-D crop for (C, L) sequences."""
+
+    def __init__(self, padding: int) -> None:
+        super().__init__()
+        self.padding = padding
+
+    def build(self, size: tuple[int, ...]):
         from torchvision.transforms import v2
 
-        return _Crop(self.padding, v2)
+        return v2.RandomCrop(size, padding=self.padding)
 
-
-class _Crop:
-    """v2.RandomCrop needs the output size; take it from each input (it keeps the input size)."""
-
-    def __init__(self, padding: int, v2) -> None:
-        self.padding, self.v2 = padding, v2
-
-    def __call__(self, img):
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
         if img.ndim == 2:  # a (C, L) sequence: v2 transforms are for images
             p = self.padding
             offset = int(torch.randint(0, 2 * p + 1, ()))
             return F.pad(img, [p, p])[:, offset : offset + img.shape[-1]]
-        size = tuple(img.shape[-2:])
-        return self.v2.RandomCrop(size, padding=self.padding)(img)
+        return self.for_size(tuple(img.shape[-2:]))(img)
 
 
 @AUGMENTS.register("hflip")
@@ -186,17 +205,20 @@ class RandomResizedCrop(Augment):
         return _ResizedCrop(self.scale, self.ratio)
 
 
-class _ResizedCrop:
-    """v2.RandomResizedCrop needs the output size; take it from each input (it keeps it)."""
+class _ResizedCrop(_PerSize):
+    """v2.RandomResizedCrop back to the input's own size."""
 
     def __init__(self, scale: tuple[float, float], ratio: tuple[float, float]) -> None:
+        super().__init__()
         self.scale, self.ratio = scale, ratio
 
-    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+    def build(self, size: tuple[int, ...]):
         from torchvision.transforms import v2
 
-        size = tuple(img.shape[-2:])
-        return v2.RandomResizedCrop(size, scale=self.scale, ratio=self.ratio, antialias=True)(img)
+        return v2.RandomResizedCrop(size, scale=self.scale, ratio=self.ratio, antialias=True)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        return self.for_size(tuple(img.shape[-2:]))(img)
 
 
 class MultiScale(Augment):

@@ -19,22 +19,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainlab.data.augment.base import AUGMENTS, Mixer, view_per_sample
+from trainlab.data.augment.base import (
+    AUGMENTS,
+    Mixer,
+    from_host,
+    host_generator,
+    view_per_sample,
+)
 from trainlab.types import Positive, Probability
 
 __all__ = ["MixUp", "CutMix", "beta_per_sample", "cutmix_boxes"]
 
 
 def beta_per_sample(
-    n: int, alpha: float, gen: torch.Generator, device: torch.device
+    n: int, alpha: float, host: np.random.Generator, device: torch.device
 ) -> torch.Tensor:
-    """(n,) draws from Beta(alpha, alpha), reproducible from ``gen``.
-
-    torch's Beta sampler takes no generator; numpy's does, seeded from ``gen`` (one integer read
-    per batch), so a batch's lambdas depend only on the generator's seed (exact resume)."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
-    lam = np.random.default_rng(seed).beta(alpha, alpha, size=n)
-    return torch.from_numpy(lam).float().to(device)
+    """(n,) draws from Beta(alpha, alpha) on ``device``. torch's Beta sampler takes no
+    generator; numpy's does, seeded per batch, so the lambdas are reproducible (exact resume)."""
+    return from_host(host.beta(alpha, alpha, size=n), device)
 
 
 def _partners(x: torch.Tensor, lam: torch.Tensor, p: float, gen: torch.Generator):
@@ -53,18 +55,27 @@ class _PairMixer(Mixer):
         super().__init__(p)
         self.alpha = alpha
 
-    def pairs(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def pairs(
+        self, x: torch.Tensor, gen: torch.Generator, host: np.random.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(partner index (N,), lambda (N,)), lambda 1 for samples left unmixed."""
-        return _partners(x, beta_per_sample(len(x), self.alpha, gen, x.device), self.p, gen)
+        lam = beta_per_sample(
+            len(x), self.alpha, host_generator(gen, None) if host is None else host, x.device
+        )
+        return _partners(x, lam, self.p, gen)
 
 
 class MixUp(_PairMixer):
     """Convex combinations of pairs of inputs and of their labels."""
 
     def mix(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        gen: torch.Generator,
+        host: np.random.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        perm, lam = self.pairs(x, gen)
+        perm, lam = self.pairs(x, gen, host)
         lx = view_per_sample(lam, x).to(x.dtype)
         ly = lam[:, None].to(y.dtype)
         return lx * x + (1 - lx) * x[perm], ly * y + (1 - ly) * y[perm]
@@ -73,14 +84,16 @@ class MixUp(_PairMixer):
 def cutmix_boxes(
     shape: tuple[int, ...], lam: torch.Tensor, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample boxes for the spatial ``shape`` ((L,) or (H, W)) with side ratios
-    sqrt(1 - lambda), centred uniformly and clipped: (low, high) integer bounds, each (N, dims).
+    """Per-sample boxes for the spatial ``shape`` ((L,) or (H, W)) covering 1 - lambda of it:
+    side ratios sqrt(1 - lambda) on images (the lecture's r_w = W sqrt(1 - lambda)), a segment
+    of (1 - lambda) L on sequences; centred uniformly and clipped: (low, high) integer bounds,
+    each (N, dims).
 
     The side lengths are rounded first and the box placed after, so an unclipped box covers
     (1 - lambda) of the image to within half a pixel per side."""
     n, device = len(lam), lam.device
     size = torch.tensor(shape, device=device, dtype=torch.float32)
-    side = torch.round(size * torch.sqrt(1.0 - lam)[:, None])
+    side = torch.round(size * (1.0 - lam)[:, None] ** (1.0 / len(shape)))
     centre = torch.rand(n, len(shape), generator=gen, device=gen.device).to(device) * size
     low = torch.round(centre - side / 2)
     high = low + side
@@ -102,9 +115,13 @@ class CutMix(_PairMixer):
     """Paste a box of one sample into its partner; labels weighted by the pasted area."""
 
     def mix(
-        self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        gen: torch.Generator,
+        host: np.random.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        perm, lam = self.pairs(x, gen)
+        perm, lam = self.pairs(x, gen, host)
         shape = tuple(x.shape[2:])
         low, high = cutmix_boxes(shape, lam, gen)
         inside = box_mask(shape, low, high)[:, None]  # (N, 1, *shape): every channel

@@ -39,6 +39,36 @@ def check_image_channels(x: torch.Tensor, name: str, channels: tuple[int, ...] =
         )
 
 
+def image_bound(x: torch.Tensor, name: str) -> float:
+    """The raw images' value range top (see ``value_bound``); photometric ops clamp to
+    [0, bound], so data that is already standardised (negative values) is refused rather than
+    silently clipped."""
+    low = float(x.min()) if x.numel() else 0.0
+    if low < 0:
+        raise RecipeError(
+            f"augment {name!r} works on raw image values in [0, max]; the training inputs have "
+            f"negative values (min {low:.3g}): store raw pixels and let preprocess normalise them"
+        )
+    return value_bound(x)
+
+
+def pixel_covariance(x: torch.Tensor, bound: float, chunk: int = 1024) -> torch.Tensor:
+    """3x3 covariance (unbiased, float64) of all RGB pixels of x (N, 3, H, W) / bound, from
+    moments accumulated over chunks of images: no copy of the whole split is made."""
+    total, outer, count = (
+        torch.zeros(3, dtype=torch.float64),
+        torch.zeros(3, 3, dtype=torch.float64),
+        0,
+    )
+    for part in x.detach().split(chunk):
+        pixels = part.to("cpu", torch.float64).transpose(0, 1).reshape(3, -1) / bound
+        total += pixels.sum(1)
+        outer += pixels @ pixels.T
+        count += pixels.shape[1]
+    mean = total / count
+    return (outer - count * torch.outer(mean, mean)) / (count - 1)
+
+
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) luma of RGB images, torchvision's own weights (0.2989, 0.587, 0.114) so
     that the blends below match ``v2.functional`` to rounding; one-channel images as they are."""
@@ -116,7 +146,7 @@ class ColorJitter(Augment):
 
     def fit(self, x: torch.Tensor) -> None:
         check_image_channels(x, self.name)
-        self.bound = value_bound(x)
+        self.bound = image_bound(x, self.name)
 
     def ranges(self) -> list[tuple[float, float]]:
         return [(max(0.0, 1.0 - s), 1.0 + s) for s in self.strengths]
@@ -195,9 +225,8 @@ class PCALighting(Augment):
 
     def fit(self, x: torch.Tensor) -> None:
         check_image_channels(x, self.name, channels=(3,))
-        self.bound = value_bound(x)
-        pixels = x.detach().to("cpu", torch.float64).transpose(0, 1).reshape(3, -1) / self.bound
-        lam, vec = torch.linalg.eigh(torch.cov(pixels))
+        self.bound = image_bound(x, self.name)
+        lam, vec = torch.linalg.eigh(pixel_covariance(x, self.bound))
         self.eigenvalues, self.eigenvectors = lam.float(), vec.float()
 
     def _fitted(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

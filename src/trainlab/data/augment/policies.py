@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from trainlab.data.augment.base import AUGMENTS, Augment, affine_batch, value_bound
+from trainlab.data.augment.base import AUGMENTS, Augment, affine_batch
 from trainlab.data.augment.photometric import (
     blend,
     check_image_channels,
     grayscale,
+    image_bound,
     scaled,
 )
 from trainlab.errors import RecipeError
@@ -226,7 +227,7 @@ class PolicyAugment(Augment):
 
     def fit(self, x: torch.Tensor) -> None:
         check_image_channels(x, self.name)
-        self.bound = value_bound(x)
+        self.bound = image_bound(x, self.name)
 
     def draw(
         self, x: torch.Tensor, gen: torch.Generator
