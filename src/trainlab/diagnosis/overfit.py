@@ -1,0 +1,227 @@
+"""Check 2, "overfit a small sample" (lecture 002, step 3; lecture 004): with every regulariser
+off, a network must drive its training loss on a few batches to about zero. If it cannot, later
+tuning is pointless; the measurements say which usual cause it is.
+
+Besides the run itself, a probe trains two copies from the same initial weights for a few
+steps: one on the labels, one on a random permutation of them. Labels that carry information
+about the inputs are learned clearly faster than permuted ones; when they are not, the labels
+are most likely misaligned with the inputs (the lecture's "label bug"), even if the network
+manages to memorise them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from trainlab.diagnosis.findings import Finding
+from trainlab.evaluation.metrics import hard_labels, predictions
+from trainlab.recipe import Recipe
+
+__all__ = [
+    "LabelProbe",
+    "OverfitRun",
+    "check_overfit",
+    "label_probe",
+    "overfit_recipe",
+    "overfit_sample",
+    "run_overfit_check",
+]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def overfit_recipe(recipe: Recipe) -> Recipe:
+    """The recipe with augmentation, dropout and its relatives, penalties, weight decay, label
+    smoothing, early stopping and the schedule turned off (what the lecture's step 3 asks)."""
+    from trainlab.api import resolve_recipe
+
+    off = [
+        "augment=[]",
+        "model.dropout=0",
+        "model.dropconnect=0",
+        "model.stochastic_depth=0",
+        "optimizer.weight_decay=0",
+        "regularization.l1=0",
+        "regularization.l2=0",
+        "schedule={name: constant}",
+        "training.early_stopping=null",
+    ]
+    if "label_smoothing" in recipe.loss.params():
+        off.append("loss.label_smoothing=0")
+    return resolve_recipe(recipe, off)
+
+
+@dataclass
+class OverfitRun:
+    """Loss and accuracy on the whole sample (eval mode) every ``every`` steps."""
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    accs: list[float] = field(default_factory=list)
+
+    @property
+    def reached(self) -> bool:
+        return bool(self.accs) and self.accs[-1] == 1.0
+
+    @property
+    def diverged(self) -> bool:
+        """Non-finite, or the loss rose far above its start at some point: too large steps."""
+        first = self.losses[0]
+        return any(not math.isfinite(v) for v in self.losses) or max(self.losses) > 3 * first
+
+
+@torch.no_grad()
+def _measure(model: torch.nn.Module, batches: list[Batch], loss_fn) -> tuple[float, float]:
+    model.eval()
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in batches:
+        scores = model(x).float()
+        loss_sum += float(loss_fn(scores, y)) * len(y)
+        correct += int((predictions(scores) == hard_labels(y)).sum())
+        seen += len(y)
+    model.train()
+    return loss_sum / seen, correct / seen
+
+
+def overfit_sample(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn,
+    batches: list[Batch],
+    max_steps: int = 300,
+    every: int = 10,
+    target_loss: float = 0.05,
+) -> OverfitRun:
+    """Train on ``batches`` in turn until every example is classified correctly with a loss
+    below ``target_loss`` (checked every ``every`` steps), for at most ``max_steps`` steps."""
+    run = OverfitRun()
+    loss, acc = _measure(model, batches, loss_fn)
+    run.steps.append(0), run.losses.append(loss), run.accs.append(acc)
+    model.train()
+    for step in range(1, max_steps + 1):
+        x, y = batches[(step - 1) % len(batches)]
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x).float(), y).backward()
+        optimizer.step()
+        if step % every == 0 or step == max_steps:
+            loss, acc = _measure(model, batches, loss_fn)
+            run.steps.append(step), run.losses.append(loss), run.accs.append(acc)
+            if not math.isfinite(loss) or (acc == 1.0 and loss < target_loss):
+                break
+    return run
+
+
+@dataclass(frozen=True)
+class LabelProbe:
+    """Loss drops after a few steps from the same weights, on the labels and on a random
+    permutation of them, relative to the starting loss."""
+
+    real: float
+    permuted: float
+
+    @property
+    def label_bug(self) -> bool:
+        """Permuted labels are learned (the probe is informative) and the real ones no faster."""
+        return self.permuted > 0.05 and self.real <= 1.2 * self.permuted
+
+
+def label_probe(
+    model: torch.nn.Module, make_optimizer, loss_fn, batches: list[Batch], steps: int = 30
+) -> LabelProbe:
+    """Train two copies of ``model`` for ``steps`` steps, on the labels and on a permutation."""
+    gen = torch.Generator().manual_seed(0)
+    drops = []
+    for permute in (False, True):
+        net = copy.deepcopy(model)
+        data = [
+            (x, y[torch.randperm(len(y), generator=gen).to(y.device)] if permute else y)
+            for x, y in batches
+        ]
+        start, _ = _measure(net, data, loss_fn)
+        overfit_sample(net, make_optimizer(net), loss_fn, data, steps, every=steps, target_loss=0)
+        end, _ = _measure(net, data, loss_fn)
+        drops.append((start - end) / start if math.isfinite(end) and start > 0 else 0.0)
+    return LabelProbe(*drops)
+
+
+def check_overfit(
+    run: OverfitRun, probe: LabelProbe, lr: float, initial_expected: float | None
+) -> Finding:
+    """The verdict on an overfit run and the label probe, naming the likely cause on failure."""
+    first, last = run.losses[0], run.losses[-1]
+    values = {
+        "steps": run.steps[-1],
+        "final_loss": last,
+        "final_acc": run.accs[-1],
+        "initial_loss": first,
+        "probe_drop_labels": probe.real,
+        "probe_drop_permuted": probe.permuted,
+        "lr": lr,
+    }
+    if run.diverged:
+        cause = f"learning rate too high (optimizer.lr={lr:g}): lower it 3-10x"
+    elif probe.label_bug:
+        return Finding(
+            "overfit",
+            "fail",
+            f"labels are learned no faster than randomly permuted ones (loss drop "
+            f"{100 * probe.real:.0f}% vs {100 * probe.permuted:.0f}% in the probe)",
+            "check that labels are aligned with the inputs (shuffled or mis-sorted labels?)",
+            values,
+        )
+    elif run.reached:
+        return Finding(
+            "overfit",
+            "ok",
+            f"100% of the sample fitted in {run.steps[-1]} steps, loss {last:.3g}",
+            values=values,
+        )
+    elif last > 0.9 * first:
+        too_high = initial_expected is not None and first > 1.5 * initial_expected
+        cause = (
+            "bad initialisation: the initial loss is far above ln C (check init, last layer)"
+            if too_high
+            else f"learning rate too low (optimizer.lr={lr:g}) or a dead network: raise lr 10x"
+        )
+    else:
+        cause = "model too small or too few steps: widen/deepen it, or raise the lr"
+    return Finding(
+        "overfit",
+        "fail",
+        f"accuracy {100 * run.accs[-1]:.1f}% and loss {last:.3g} (from {first:.3g}) on the "
+        f"sample after {run.steps[-1]} steps",
+        cause,
+        values,
+    )
+
+
+def run_overfit_check(recipe: Recipe, batches: int = 5, max_steps: int = 300) -> Finding:
+    """Check 2 on a recipe: its model and optimiser, regularisation off, ``batches`` batches."""
+    from trainlab.optim.optimizers import create_optimizer
+    from trainlab.train.loop import Trainer
+
+    plain = overfit_recipe(recipe)
+    with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing before fit()
+        trainer = Trainer(plain, Path(tmp) / "overfit", progress=False)
+    sample = []
+    for batch in trainer.loader.epoch(0):
+        sample.append(batch)
+        if len(sample) == batches:
+            break
+    ocfg, rcfg = plain.optimizer, plain.regularization
+
+    def make_optimizer(net: torch.nn.Module) -> torch.optim.Optimizer:
+        return create_optimizer(
+            ocfg.name, ocfg.params(), net, trainer.base_lr, rcfg.decay_bias_and_norm, 0.0
+        )
+
+    probe = label_probe(trainer.model, make_optimizer, trainer.loss_fn, sample)
+    run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, max_steps)
+    expected = math.log(trainer.num_classes) if plain.loss.name == "cross_entropy" else None
+    return check_overfit(run, probe, trainer.base_lr, expected)
