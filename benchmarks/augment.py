@@ -21,7 +21,7 @@ device / DataLoader. Pipelines whose augmentations are not registered are skippe
 
 ``--plain`` adds a third column: a hand-written DataLoader with the same transforms but without
 ``WorkerLoader``'s per-sample seeding (which makes augmentation reproducible across resumes and
-worker counts, and costs about 0.1 ms per sample: ``torch.manual_seed`` seeds every device's RNG).
+worker counts; it re-seeds only the CPU generator, a few microseconds per sample).
 
 ``--augment`` takes a list written as in a recipe's ``augment:`` section, e.g.
 ``--augment "[hflip, {name: random_crop, padding: 4}]"`` (the default).

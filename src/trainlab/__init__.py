@@ -7,13 +7,14 @@ Public API::
     report = trainlab.evaluate("runs/a")
 """
 
-from trainlab.api import augment_preview, evaluate, resolve_recipe, train
+from trainlab.api import augment_preview, doctor, evaluate, resolve_recipe, train
 from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError, TrainlabWarning
 from trainlab.recipe import Recipe, load_recipe
 
 __all__ = [
     "train",
     "evaluate",
+    "doctor",
     "resolve_recipe",
     "augment_preview",
     "Recipe",

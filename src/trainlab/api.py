@@ -14,7 +14,7 @@ from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe, load_recipe
 from trainlab.train import checkpoint as ckpt
 
-__all__ = ["train", "evaluate", "resolve_recipe", "augment_preview"]
+__all__ = ["train", "evaluate", "doctor", "resolve_recipe", "augment_preview"]
 
 
 def resolve_recipe(recipe: Recipe | str | Path | None, overrides: list[str] | None) -> Recipe:
@@ -162,3 +162,36 @@ def augment_preview(
     resolved = resolve_recipe(recipe, overrides)
     path = Path(out) if out is not None else Path(f"{resolved.name}-augment.png")
     return render_augment_grid(resolved, path, n=n, seed=resolved.seed if seed is None else seed)
+
+
+def doctor(
+    recipe: Recipe | str | Path | None = None,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    run: str | Path | None = None,
+    checks: tuple[str, ...] | None = None,
+    on_finding: Any = None,
+) -> dict[str, Any]:
+    """Run the doctor's checks on a recipe (and the loss curves of ``run``, a run folder).
+
+    Writes figures, ``report.html`` and ``findings.json`` into ``out`` (default
+    ``doctor-NAME``); returns ``{"status", "findings", "report"}``, status the worst finding's.
+    """
+    from trainlab.diagnosis.doctor import CHECKS, run_doctor
+    from trainlab.diagnosis.findings import worst
+    from trainlab.errors import RecipeError
+
+    resolved = resolve_recipe(recipe, overrides)
+    for name in checks or ():
+        if name not in CHECKS:
+            raise RecipeError(f"--checks: unknown check {name!r}; valid: {', '.join(CHECKS)}")
+    run_dir = Path(run) if run is not None else None
+    if run_dir is not None and not (run_dir / "metrics.jsonl").is_file():
+        raise RunFolderError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    folder = Path(out) if out is not None else Path(f"doctor-{resolved.name}")
+    findings = run_doctor(resolved, folder, run_dir, checks or CHECKS, on_finding=on_finding)
+    return {
+        "status": worst(findings),
+        "findings": [f.to_json() for f in findings],
+        "report": str(folder / "report.html"),
+    }

@@ -127,6 +127,37 @@ def evaluate(
 
 @app.command()
 @user_errors
+def doctor(
+    args: list[str] = typer.Argument(
+        None,
+        metavar="[RECIPE] [KEY=VALUE]...",
+        help="recipe YAML (default: recipes/digits.yaml), overrides",
+    ),
+    out: str = typer.Option(None, "--out", "-o", help="report folder (default: doctor-NAME)"),
+    run: str = typer.Option(None, "--run", help="a run folder whose loss curves to read"),
+    checks: str = typer.Option(
+        None, "--checks", help="comma-separated subset: data,initial_loss,layers,overfit,..."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
+) -> None:
+    """Check a recipe the way lecture 002 debugs a network; one line per finding + a report."""
+    from trainlab.api import doctor as run_doctor
+
+    recipe, overrides = split_recipe_args(args or [])
+    chosen = tuple(c.strip() for c in checks.split(",")) if checks else None
+
+    def show(finding) -> None:
+        if not as_json:
+            print(finding.line(), flush=True)
+
+    result = run_doctor(recipe, overrides, out=out, run=run, checks=chosen, on_finding=show)
+    if not as_json:
+        print(f"{result['status']}: report -> {result['report']}")
+    _emit(result, as_json)
+
+
+@app.command()
+@user_errors
 def augment(
     args: list[str] = typer.Argument(
         None,
@@ -210,6 +241,47 @@ def _print_tables(rows: dict[str, list[tuple[str, str, str]]]) -> None:
         for name, params, summary in entries:
             table.add_row(name, escape(params), escape(summary))  # [a, b] is text, not markup
         Console().print(table)
+
+
+lab_app = typer.Typer(no_args_is_help=True, help="Lecture experiments, runnable (e.g. init-stats).")
+app.add_typer(lab_app, name="lab")
+
+
+@lab_app.command("init-stats")
+@user_errors
+def lab_init_stats(
+    init: str = typer.Option(
+        "normal:0.01", "--init", help="registered init, NAME[:PARAM] (normal:0.01, xavier, kaiming)"
+    ),
+    act: str = typer.Option("tanh", "--act", help="registered activation, NAME[:PARAM]"),
+    depth: int = typer.Option(6, "--depth", help="number of Linear(width, width) layers"),
+    width: int = typer.Option(4096, "--width", help="units per layer"),
+    batch: int = typer.Option(16, "--batch", help="rows of the input x ~ N(0, 1)"),
+    seed: int = typer.Option(0, "--seed", help="seeds the input and the weights"),
+    out: str = typer.Option("init-stats.png", "--out", "-o", help="histogram PNG to write"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
+) -> None:
+    """Lecture 000's experiment: activation mean/std per layer of a deep linear stack at init."""
+    from trainlab.diagnosis.lab import init_stats, plot_init_stats
+
+    rows = init_stats(init, act, depth, width, batch, seed, keep_values=True)
+    title = f"init {init}, activation {act}: {depth} x Linear({width}, {width}), batch {batch}"
+    figure = plot_init_stats(rows, out, title)
+    layers = [{k: r[k] for k in ("layer", "mean", "std")} for r in rows]
+    if not as_json:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        for col in ("layer", "mean", "std"):
+            table.add_column(col, justify="right")
+        for r in layers:
+            table.add_row(str(r["layer"]), f"{r['mean']:+.3g}", f"{r['std']:.3g}")
+        console = Console()
+        console.print(title, highlight=False)
+        console.print(table)
+        console.print(f"histograms: {figure}", highlight=False)
+    _emit({"layers": layers, "init": init, "activation": act, "figure": str(figure)}, as_json)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,0 +1,131 @@
+"""``trainlab doctor``: every check of the doctor on one recipe, one line per finding, and a
+report folder (figures, ``report.html``, ``findings.json``).
+
+The order follows lecture 002's recipe: look at the data, check the initial loss, look at the
+layers at init and after a few steps, overfit a small sample, find a learning rate; then, given
+a finished or running run folder, read its loss curves.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from trainlab.diagnosis.findings import Finding
+from trainlab.recipe import Recipe
+
+__all__ = ["CHECKS", "run_doctor"]
+
+#: the checks ``trainlab doctor --checks`` may name, in the order they run
+CHECKS = ("data", "initial_loss", "layers", "overfit", "lr_range", "curves")
+
+
+def _batches(trainer, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(itertools.islice(trainer.loader.epoch(0), count))
+
+
+def _layers(trainer, out: Path, steps: int) -> Finding:
+    """Activation statistics at init and after ``steps`` training steps, plus gradient norms
+    and update/weight ratios at the recipe's base learning rate (warm-up would hide them)."""
+    from trainlab.diagnosis.activations import activation_stats, check_activations
+    from trainlab.diagnosis.gradients import check_gradients, gradient_stats
+    from trainlab.diagnosis.layers_plot import plot_layers
+    from trainlab.optim.optimizers import create_optimizer
+
+    recipe = trainer.recipe
+    model = copy.deepcopy(trainer.model)
+    ocfg, rcfg = recipe.optimizer, recipe.regularization
+    opt = create_optimizer(
+        ocfg.name, ocfg.params(), model, trainer.base_lr, rcfg.decay_bias_and_norm, 0.0
+    )
+    batches = _batches(trainer, steps)
+    probe_x = batches[0][0]
+    init = activation_stats(model, probe_x)
+    model.train()
+    for x, y in batches:
+        opt.zero_grad(set_to_none=True)
+        trainer.loss_fn(model(x).float(), y).backward()
+        opt.step()
+    after = activation_stats(model, probe_x)
+    x, y = batches[0]
+    grads = gradient_stats(model, trainer.loss_fn(model(x).float(), y), opt)
+    plot_layers(init, after, grads, out / "layers.png")
+    act, grad = check_activations(init, after), check_gradients(grads)
+    rank = {"ok": 0, "warn": 1, "fail": 2}
+    status = max(act.status, grad.status, key=rank.__getitem__)
+    advice = "; ".join(a for a in (act.advice, grad.advice) if a)
+    return Finding(
+        "layers",
+        status,
+        f"activations: {act.summary}; gradients: {grad.summary}",
+        advice,
+        {"activations": act.values, "gradients": grad.values, "steps": len(batches)},
+        ("layers.png",),
+    )
+
+
+def run_doctor(
+    recipe: Recipe,
+    out: Path,
+    run_dir: Path | None = None,
+    checks: tuple[str, ...] = CHECKS,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    on_finding: Callable[[Finding], None] | None = None,
+) -> list[Finding]:
+    """Run ``checks`` on ``recipe`` (curves only with ``run_dir``), writing figures and the
+    report into ``out``; ``on_finding`` sees each finding as soon as it is made."""
+    from trainlab.train.loop import Trainer
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing before fit()
+        trainer = Trainer(recipe, Path(tmp) / "run", progress=False)
+    findings: list[Finding] = []
+
+    def add(new: Finding | list[Finding]) -> None:
+        for finding in new if isinstance(new, list) else [new]:
+            findings.append(finding)
+            if on_finding is not None:
+                on_finding(finding)
+
+    for check in checks:
+        if check == "data":
+            from trainlab.diagnosis.data import check_data, plot_class_samples
+
+            plot_class_samples(trainer.splits, out / "data.png", seed=recipe.seed)
+            add(check_data(trainer.splits, figure="data.png"))
+        elif check == "initial_loss":
+            from trainlab.diagnosis.initial_loss import check_initial_loss
+
+            model = copy.deepcopy(trainer.model)
+            add(
+                check_initial_loss(
+                    model, _batches(trainer, 5), recipe.loss.name, trainer.num_classes
+                )
+            )
+        elif check == "layers":
+            add(_layers(trainer, out, steps=50))
+        elif check == "overfit":
+            from trainlab.diagnosis.overfit import run_overfit_check
+
+            add(run_overfit_check(recipe))
+        elif check == "lr_range":
+            from trainlab.diagnosis.lr_finder import check_lr, lr_range_test, plot_lr_sweep
+
+            sweep = lr_range_test(recipe, seeds=seeds)
+            plot_lr_sweep(sweep, out / "lr_range.png")
+            add(check_lr(sweep, figure="lr_range.png"))
+        elif check == "curves" and run_dir is not None:
+            from trainlab.diagnosis.curves import check_curves, load_records, plot_curves
+
+            records = load_records(run_dir)
+            plot_curves(records, out / "curves.png")
+            add(check_curves(records, figure="curves.png"))
+    from trainlab.diagnosis.report import write_report
+
+    write_report(findings, out, f"trainlab doctor: recipe {recipe.name!r}", recipe.to_yaml())
+    return findings

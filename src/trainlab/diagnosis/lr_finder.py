@@ -1,0 +1,710 @@
+"""Check 3 of the doctor: the learning-rate range test (Smith 2017, "Cyclical learning rates";
+fastai's ``lr_find``) made robust, plus lecture 002's rule ("find a learning rate that makes the
+loss drop significantly within ~100 iterations").
+
+Written by hand because no library in the stack has it: torch has no range test, and the
+finders of fastai and Lightning give one number from one noisy curve (a known failure).
+
+The sweep. For each seed a fresh model, data order and optimiser are built from the recipe (its
+optimiser, weight decay and gradient clipping; no schedule); the lr grows exponentially from
+``min_lr`` to ``max_lr`` over ``steps`` mini-batches and the loss of each batch (before its
+update) is recorded. The smoothed loss is fastai's bias-corrected exponential moving average;
+the sweep stops when it exceeds ``diverge`` x its best value or the loss is NaN/inf.
+
+The suggestion. The EMA lags the raw loss by ``beta / (1 - beta)`` steps (49 at fastai's 0.98,
+four decades of lr on the default sweep), which drags any feature read off it to the right. The
+analysis therefore reads a *centred* running mean of the raw loss (no lag, a window of about a
+third of a decade) and local least-squares slopes of the raw loss against log10(lr) (windows of
+about two thirds of a decade, none near the ends). Per seed:
+
+- ``min_lr``: the lr of the lowest centred loss before the sweep stopped;
+- the *steepest range*: around the most negative slope, the lrs where the slope is at least half
+  as steep (reported and drawn);
+- THE suggestion: ``min_lr / 10``, the classic rule of thumb, clipped into the falling part of the
+  curve (from 10% to 90% of the way down from the start to the minimum). Why this one: the
+  minimum is a level and moves little with noise, while the point of steepest slope is a
+  derivative of a noisy curve and jumps between seeds; one decade below the minimum the loss
+  still falls fast and training stays stable for far more steps than the sweep spends at any lr.
+  Measured (benchmarks/lr_finder.py, digits and MNIST-1D against a half-decade grid of 10-epoch
+  runs): min/10 landed 0.1 and 1.0 decade from the grid's best lr, inside its flat top, where
+  the steepest point landed 0.9 and 1.2 decades below it and the minimum itself 0.9 above on
+  digits.
+
+Across seeds: the suggestion is the median (on a log scale) of the per-seed ones and the spread
+is their min and max. The shapes, in the order they are tested:
+
+- ``diverges_at_once``: most seeds stop (divergence or NaN) within the first ``max(5, steps/10)``
+  steps, or never fall and rise over those steps: even ``min_lr`` is too high.
+- ``no_descent``: the centred loss never falls 10% below the lower of its start and the loss of
+  predicting the class frequencies (ln C for balanced classes; a fall from an over-confident init
+  down to the prior is not learning): nothing in the range trains the model (labels unrelated
+  to the inputs, weights that do not move, a range too low). A healthy 100-step sweep falls
+  20-80% below it; digits with shuffled labels 0%.
+- ``too_noisy``: the per-seed suggestions spread over more than one decade, or the noise of the
+  raw loss around its centred curve is more than half its drop (signal/noise below 2).
+- ``ok`` otherwise.
+
+The 100-iteration rule (lecture 002). From the first seed's initial weights, at decade lrs from
+the highest below where the sweeps stopped downward, train ``rule_iters`` (100) steps at constant
+lr; a try passes if the mean loss of its last 10 steps is 20% below the initial loss without
+diverging, and the rule's lr is the passing one that ends lowest. Descending stops once a lower
+lr ends higher (past the best) or after ``rule_tries`` full tries; a diverging try stops at once
+and costs a step or two. ("The largest lr that drops clearly" was tried first: it picks the edge
+of stability, 0.1 for AdamW, which trains MNIST-1D to 66% against 96%.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainlab.diagnosis.findings import Finding
+from trainlab.errors import RecipeError
+from trainlab.optim.optimizers import apply_decoupled_decay, create_optimizer
+from trainlab.recipe import Recipe, ScheduleConfig
+
+__all__ = ["SeedSweep", "LRSweep", "lr_range_test", "check_lr", "plot_lr_sweep"]
+
+# the thresholds (see the module docstring for why)
+NO_DESCENT_DROP = 0.1  # smoothed loss must fall below (1 - this) x its start
+NOISE_TO_DROP = 0.5  # noise (std of raw around smoothed) above this x the drop: too noisy
+SPREAD_DECADES = 1.0  # per-seed suggestions further apart than this: too noisy
+RULE_DROP = 0.2  # the 100-iteration rule: the loss must fall by this fraction
+SHAPES = ("ok", "no_descent", "diverges_at_once", "too_noisy")
+
+
+@dataclass(frozen=True)
+class SeedSweep:
+    """One seed's sweep: the lrs and losses per step and what was read off them."""
+
+    seed: int
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]  # raw, one per step (the last may be NaN/inf)
+    smoothed: tuple[float, ...]  # fastai's bias-corrected EMA
+    centred: tuple[float, ...]  # the lag-free running mean the analysis reads
+    stop: str  # "end", "diverged" or "nonfinite"
+    start_loss: float
+    min_loss: float
+    min_lr: float | None
+    steepest_lr: float | None
+    steepest_range: tuple[float, float] | None
+    suggestion: float | None
+    drop: float  # (reference - min) / reference, reference = min(start, chance loss)
+    noise: float  # std of raw loss around the centred curve, before the minimum
+    chance_loss: float = math.nan  # the loss of predicting the class frequencies
+
+
+@dataclass(frozen=True)
+class LRSweep:
+    """The range test over several seeds, the verdict's inputs, and the 100-iteration rule."""
+
+    seeds: tuple[SeedSweep, ...]
+    shape: str
+    suggestion: float | None  # absolute lr (what the optimiser sees)
+    steepest_range: tuple[float, float] | None
+    spread: tuple[float, float] | None  # min and max of the per-seed suggestions
+    spread_decades: float
+    noise_to_drop: float
+    rule_lr: float | None  # the lecture's rule: largest lr with a clear drop in rule_iters
+    rule_iters: int
+    rule_trials: tuple[dict[str, Any], ...] = ()
+    min_lr: float = 1e-7
+    max_lr: float = 10.0
+    steps: int = 100
+    lr_scale: float = 1.0  # absolute lr / recipe's optimizer.lr (batch-size scaling rule)
+    optimizer: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def recipe_lr(self) -> float | None:
+        """The suggestion as the recipe's ``optimizer.lr`` (undoing the batch-size scaling)."""
+        return None if self.suggestion is None else self.suggestion / self.lr_scale
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "suggested_lr": self.suggestion,
+            "recipe_lr": self.recipe_lr,
+            "steepest_range": list(self.steepest_range) if self.steepest_range else None,
+            "spread": list(self.spread) if self.spread else None,
+            "spread_decades": self.spread_decades,
+            "noise_to_drop": self.noise_to_drop,
+            "rule_lr": self.rule_lr,
+            "rule_iters": self.rule_iters,
+            "rule_trials": list(self.rule_trials),
+            "min_lr": self.min_lr,
+            "max_lr": self.max_lr,
+            "steps": self.steps,
+            "optimizer": self.optimizer,
+            "seeds": [
+                {
+                    "seed": s.seed,
+                    "suggestion": s.suggestion,
+                    "min_lr": s.min_lr,
+                    "steepest_lr": s.steepest_lr,
+                    "steepest_range": list(s.steepest_range) if s.steepest_range else None,
+                    "stop": s.stop,
+                    "steps_run": len(s.losses),
+                    "start_loss": s.start_loss,
+                    "min_loss": s.min_loss,
+                    "drop": s.drop,
+                    "chance_loss": s.chance_loss,
+                    "noise": s.noise,
+                }
+                for s in self.seeds
+            ],
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# global state: the test leaves the RNGs and torch's switches as it found them
+
+
+@contextlib.contextmanager
+def _preserve_global_state() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's RNGs (CPU and CUDA), torch's determinism switches
+    and cuDNN's benchmark flag: building a Trainer seeds and sets all of them."""
+    py, np_state = random.getstate(), np.random.get_state()
+    det = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    bench = torch.backends.cudnn.benchmark
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(np_state)
+        torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = bench
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
+
+
+# ----------------------------------------------------------------------------------------------
+# the sweep
+
+
+class _Stepper:
+    """One step of the recipe's update (loss, penalty, clipping, decoupled decay), as the
+    trainer does it, at an lr given per step; returns the data loss before the update."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.t = trainer
+        self.clip = trainer.recipe.training.grad_clip
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = 0
+        while True:
+            yield from self.t.loader.epoch(epoch)
+            epoch += 1
+
+    def step(
+        self, opt: torch.optim.Optimizer, lr: float, xb: torch.Tensor, yb: torch.Tensor
+    ) -> float:
+        t = self.t
+        for group in opt.param_groups:
+            group["lr"] = lr
+        with t.autocast():
+            scores = t.model(xb)
+        loss = t.loss_fn(scores.float(), yb)
+        value = float(loss.detach())  # the per-step read-back: a diagnostic, not a training run
+        if not math.isfinite(value):
+            return value
+        opt.zero_grad(set_to_none=True)
+        if t.decay_penalty:
+            (loss + t._penalty()).backward()
+        else:
+            loss.backward()
+        if self.clip is not None:
+            torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.clip, foreach=True)
+        if t.decoupled:
+            apply_decoupled_decay(opt)
+        opt.step()
+        return value
+
+
+def _trainer(recipe: Recipe, seed: int) -> Any:
+    from trainlab.train.loop import Trainer  # lazy: the loop imports the data stack
+
+    rec = recipe.model_copy(update={"seed": seed, "schedule": ScheduleConfig(name="constant")})
+    # the run folder is never created: a Trainer writes nothing before fit()
+    trainer = Trainer(rec, Path(os.devnull) / "lr-range-test", progress=False)
+    if trainer.optim_info.needs_closure:
+        raise RecipeError(
+            f"optimizer.name={recipe.optimizer.name}: the lr range test needs a mini-batch "
+            "optimiser (full-batch optimisers such as L-BFGS search their own step size)"
+        )
+    return trainer
+
+
+@torch.no_grad()
+def _chance_loss(trainer: Any) -> float:
+    """The training loss of a model that ignores its input and outputs the log class
+    frequencies (the best constant cross-entropy predictor): ln C for balanced classes. NaN
+    where the loss does not take such scores."""
+    try:
+        y = trainer.loader.y
+        counts = torch.bincount(y.long().flatten(), minlength=trainer.num_classes).double()
+        prior = (counts / counts.sum()).clamp_min(1e-12)
+        scores = prior.log()
+        from trainlab.train.loop import num_outputs
+
+        if (
+            num_outputs(trainer.recipe.loss.name, trainer.num_classes) == 1
+        ):  # one logit for binary cross-entropy
+            scores = (prior[1] / prior[0]).log().reshape(1)
+        scores = scores.float().to(y.device).expand(len(y), -1)
+        return float(trainer.loss_fn(scores, y))
+    except (RuntimeError, ValueError, TypeError, AttributeError, IndexError):
+        return math.nan
+
+
+def _ema(losses: Sequence[float], beta: float) -> list[float]:
+    avg, out = 0.0, []
+    for i, x in enumerate(losses):
+        avg = beta * avg + (1 - beta) * x
+        out.append(avg / (1 - beta ** (i + 1)))
+    return out
+
+
+def _sweep_one(
+    recipe: Recipe, seed: int, lrs: np.ndarray, beta: float, diverge: float
+) -> tuple[list[float], list[float], str, Any]:
+    trainer = _trainer(recipe, seed)
+    stepper = _Stepper(trainer)
+    trainer.model.train()
+    losses: list[float] = []
+    smoothed: list[float] = []
+    avg, best, stop = 0.0, math.inf, "end"
+    batches = stepper.batches()
+    for i, lr in enumerate(lrs):
+        xb, yb = next(batches)
+        value = stepper.step(trainer.optimizer, float(lr), xb, yb)
+        losses.append(value)
+        if not math.isfinite(value):
+            smoothed.append(math.inf)
+            stop = "nonfinite"
+            break
+        avg = beta * avg + (1 - beta) * value
+        smooth = avg / (1 - beta ** (i + 1))
+        smoothed.append(smooth)
+        if not math.isfinite(smooth):
+            stop = "nonfinite"
+            break
+        best = min(best, smooth)
+        if smooth > diverge * best:
+            stop = "diverged"
+            break
+    return losses, smoothed, stop, trainer
+
+
+def _centred(values: np.ndarray, half: int) -> np.ndarray:
+    """Running mean over ``2 * half + 1`` points, the window shrinking (symmetrically) at the
+    ends so that it never lags."""
+    n = len(values)
+    out = np.empty(n)
+    for i in range(n):
+        h = min(half, i, n - 1 - i)
+        out[i] = values[i - h : i + h + 1].mean()
+    return out
+
+
+def _analyse(
+    seed: int,
+    lrs: np.ndarray,
+    losses: list[float],
+    smoothed: list[float],
+    stop: str,
+    steps_per_decade: float,
+    chance: float = math.nan,
+) -> SeedSweep:
+    raw = np.asarray(losses, dtype=float)
+    finite = raw[np.isfinite(raw)] if len(raw) else raw
+    n = len(finite) if stop == "nonfinite" else len(raw)
+    raw = raw[:n]
+    lr = lrs[:n]
+    none = SeedSweep(
+        seed,
+        tuple(float(x) for x in lrs[: len(losses)]),
+        tuple(float(x) for x in losses),
+        tuple(float(x) for x in smoothed),
+        tuple(float(x) for x in raw),
+        stop,
+        float(raw[0]) if n else math.nan,
+        float(raw.min()) if n else math.nan,
+        None,
+        None,
+        None,
+        None,
+        0.0,
+        0.0,
+    )
+    if n < 3:
+        return none
+    half = max(1, round(steps_per_decade / 6))  # a window of about a third of a decade
+    centred = _centred(raw, half)
+    start = float(np.median(raw[: min(5, n)]))
+    m = int(np.argmin(centred))
+    min_loss = float(centred[m])
+    # a fall from an over-confident init down to the class prior is not learning: measure the
+    # drop from the lower of the start and the loss of predicting the class frequencies
+    ref = min(start, chance) if math.isfinite(chance) else start
+    drop = max(0.0, (ref - min_loss) / abs(ref)) if ref else 0.0
+    resid = raw[: m + 1] - centred[: m + 1]
+    noise = float(resid.std()) if m >= 2 else 0.0
+    steep_lr = steep_range = suggestion = None
+    if m >= 1:
+        slope = _local_slopes(raw[: m + 1], np.log10(lr[: m + 1]), 2 * half)
+        k = int(np.nanargmin(slope)) if np.isfinite(slope).any() else -1
+        if k >= 0 and slope[k] < 0:
+            lo = hi = k
+            while lo > 0 and slope[lo - 1] <= 0.5 * slope[k]:
+                lo -= 1
+            while hi < m and slope[hi + 1] <= 0.5 * slope[k]:
+                hi += 1
+            steep_lr = float(lr[k])
+            steep_range = (float(lr[lo]), float(lr[hi]))
+        if start > min_loss:
+            # the falling part: from 10% to 90% of the way down from the start to the minimum
+            gone = (start - centred[: m + 1]) / (start - min_loss)
+            a = int(np.argmax(gone >= 0.1))
+            b = int(np.argmax(gone >= 0.9))
+            suggestion = float(np.clip(lr[m] / 10, lr[a], lr[max(a, b)]))
+    return SeedSweep(
+        seed,
+        none.lrs,
+        none.losses,
+        none.smoothed,
+        tuple(float(x) for x in centred),
+        stop,
+        start,
+        min_loss,
+        float(lr[m]),
+        steep_lr,
+        steep_range,
+        suggestion,
+        drop,
+        noise,
+        chance,
+    )
+
+
+def _local_slopes(y: np.ndarray, x: np.ndarray, half: int) -> np.ndarray:
+    """Least-squares slope of ``y`` against ``x`` over ``[i - half, i + half]`` at each point
+    whose window fits entirely (NaN near the ends, where a shrunken window is all noise)."""
+    n = len(y)
+    out = np.full(n, np.nan)
+    if n < 3:
+        return out
+    half = min(half, (n - 1) // 2)
+    for i in range(half, n - half):
+        xs, ys = x[i - half : i + half + 1], y[i - half : i + half + 1]
+        xc = xs - xs.mean()
+        out[i] = float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+    return out
+
+
+def _geo_median(values: list[float]) -> float:
+    """The median on a log scale; for an odd count exactly one of the values."""
+    v = sorted(values)
+    mid = len(v) // 2
+    return float(v[mid]) if len(v) % 2 else math.sqrt(v[mid - 1] * v[mid])
+
+
+def _shape(seeds: list[SeedSweep], early: int) -> tuple[str, float, float]:
+    """The curve's shape (see the module docstring) and the two noise measures."""
+    stopped_early = [len(s.losses) <= early and s.stop != "end" for s in seeds]
+    rose = [
+        s.stop != "end" and s.drop < NO_DESCENT_DROP and len(s.centred) > 2
+        and s.centred[min(early, len(s.centred) - 1)] > s.start_loss
+        and (s.min_lr is None or s.min_lr <= s.lrs[min(early, len(s.lrs) - 1)])
+        for s in seeds
+    ]  # fmt: skip
+    sugg = [s.suggestion for s in seeds if s.suggestion is not None]
+    spread = math.log10(max(sugg) / min(sugg)) if sugg else 0.0
+    ratios = [s.noise / (s.start_loss - s.min_loss) for s in seeds if s.start_loss > s.min_loss]
+    noise_to_drop = float(np.median(ratios)) if ratios else math.inf
+    majority = len(seeds) // 2 + 1
+    if sum(a or b for a, b in zip(stopped_early, rose, strict=True)) >= majority:
+        return "diverges_at_once", spread, noise_to_drop
+    if float(np.median([s.drop for s in seeds])) < NO_DESCENT_DROP or len(sugg) < majority:
+        return "no_descent", spread, noise_to_drop
+    if spread > SPREAD_DECADES or noise_to_drop > NOISE_TO_DROP:
+        return "too_noisy", spread, noise_to_drop
+    return "ok", spread, noise_to_drop
+
+
+def _rule_of_100(
+    trainer: Any,
+    init_state: dict[str, torch.Tensor],
+    start_loss: float,
+    top_lr: float,
+    min_lr: float,
+    iters: int,
+    tries: int,
+    diverge: float,
+) -> tuple[float | None, list[dict[str, Any]]]:
+    """Lecture 002's rule: of the decade lrs whose loss falls by RULE_DROP in ``iters`` steps
+    without diverging, the one that ends lowest (tried from the top down, stopping once a lower
+    lr ends higher)."""
+    recipe = trainer.recipe
+    ocfg, rcfg = recipe.optimizer, recipe.regularization
+    stepper = _Stepper(trainer)
+    k_top = math.floor(math.log10(top_lr) + 1e-9)
+    k_low = math.ceil(math.log10(min_lr) - 1e-9)
+    trials: list[dict[str, Any]] = []
+    for k in range(k_top, k_low - 1, -1):
+        if sum(not t["diverged"] for t in trials) >= tries:
+            break  # a diverging try costs a step or two: only full ones count
+        lr = 10.0**k
+        trainer.model.load_state_dict(init_state)
+        trainer.model.train()
+        opt = create_optimizer(
+            ocfg.name,
+            ocfg.params(),
+            trainer.model,
+            lr,
+            rcfg.decay_bias_and_norm,
+            ocfg.weight_decay,
+        )
+        losses: list[float] = []
+        diverged = False
+        batches = stepper.batches()
+        for _ in range(iters):
+            xb, yb = next(batches)
+            value = stepper.step(opt, lr, xb, yb)
+            losses.append(value)
+            if not math.isfinite(value) or value > diverge * start_loss:
+                diverged = True
+                break
+        tail = float(np.mean(losses[-10:]))
+        passed = not diverged and math.isfinite(tail) and tail <= (1 - RULE_DROP) * start_loss
+        trials.append(
+            {"lr": lr, "steps": len(losses), "final_loss": tail, "diverged": diverged,
+             "passed": passed}
+        )  # fmt: skip
+        best = min((t for t in trials if t["passed"]), key=lambda t: t["final_loss"], default=None)
+        if best is not None and not (passed and tail <= best["final_loss"]):
+            break  # past the best: a lower lr ends higher after the same number of steps
+    best = min((t for t in trials if t["passed"]), key=lambda t: t["final_loss"], default=None)
+    return (best["lr"] if best else None), trials
+
+
+def lr_range_test(
+    recipe: Recipe,
+    min_lr: float = 1e-7,
+    max_lr: float = 10.0,
+    steps: int = 100,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    beta: float = 0.98,
+    diverge: float = 4.0,
+    rule_iters: int = 100,
+    rule_tries: int = 4,
+) -> LRSweep:
+    """Smith's lr range test on ``recipe`` over ``seeds``, and lecture 002's 100-iteration rule.
+
+    Creates no files and leaves the global RNG states (Python, NumPy, torch) and torch's
+    determinism switches as they were. ``rule_iters=0`` skips the 100-iteration rule.
+    """
+    if not 0 < min_lr < max_lr:
+        raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
+    if steps < 5:
+        raise ValueError(f"steps={steps}: the sweep needs at least 5 steps")
+    if not seeds:
+        raise ValueError("seeds: give at least one seed")
+    lrs = min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
+    steps_per_decade = (steps - 1) / math.log10(max_lr / min_lr)
+    early = max(5, steps // 10)
+    with _preserve_global_state():
+        results, first = [], None
+        for seed in seeds:
+            losses, smoothed, stop, trainer = _sweep_one(recipe, seed, lrs, beta, diverge)
+            chance = _chance_loss(trainer)
+            results.append(_analyse(seed, lrs, losses, smoothed, stop, steps_per_decade, chance))
+            if first is None:
+                first = trainer
+        shape, spread, noise_to_drop = _shape(results, early)
+        sugg = [s.suggestion for s in results if s.suggestion is not None]
+        ranges = [s.steepest_range for s in results if s.steepest_range is not None]
+        suggestion = _geo_median(sugg) if sugg and shape != "diverges_at_once" else None
+        steepest = (
+            (_geo_median([r[0] for r in ranges]), _geo_median([r[1] for r in ranges]))
+            if ranges and suggestion is not None
+            else None
+        )
+        rule_lr, trials = None, []
+        if rule_iters > 0:
+            # the highest lr worth trying: where the sweeps stopped (or the top of the range)
+            ends = [s.lrs[-1] for s in results if s.stop != "end"]
+            top = min(max_lr, _geo_median(ends)) if len(ends) * 2 > len(results) else max_lr
+            init = _trainer(recipe, seeds[0])  # the same initial weights as the first sweep
+            state = {k: v.clone() for k, v in init.model.state_dict().items()}
+            start = results[0].start_loss
+            if math.isfinite(start):
+                rule_lr, trials = _rule_of_100(
+                    init, state, start, max(top, min_lr), min_lr, rule_iters, rule_tries, diverge
+                )
+    return LRSweep(
+        seeds=tuple(results),
+        shape=shape,
+        suggestion=suggestion,
+        steepest_range=steepest,
+        spread=(min(sugg), max(sugg)) if sugg else None,
+        spread_decades=spread,
+        noise_to_drop=noise_to_drop,
+        rule_lr=rule_lr,
+        rule_iters=rule_iters,
+        rule_trials=tuple(trials),
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=steps,
+        lr_scale=first.base_lr / recipe.optimizer.lr if first is not None else 1.0,
+        optimizer=recipe.optimizer.name,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# the verdict and the figure
+
+
+def _fmt(lr: float | None) -> str:
+    return "none" if lr is None else f"{lr:.2g}"
+
+
+def check_lr(sweep: LRSweep, figure: str | None = None) -> Finding:
+    """The doctor's finding for a range test (check ``lr_range``); ``figure``: its PNG name."""
+    values = sweep.to_json()
+    figures = (figure,) if figure else ()
+    rule = (
+        f"; in {sweep.rule_iters} steps at constant lr the loss falls most at lr "
+        f"{_fmt(sweep.rule_lr)}"
+        if sweep.rule_iters
+        else ""
+    )
+    seeds = len(sweep.seeds)
+    if sweep.shape == "diverges_at_once":
+        n = [len(s.losses) for s in sweep.seeds]
+        return Finding(
+            "lr_range",
+            "fail",
+            f"the loss diverges at once: from lr {_fmt(sweep.min_lr)} the sweep blew up within "
+            f"{max(n)} steps ({seeds} seeds)",
+            f"even lr {_fmt(sweep.min_lr)} is too high for {sweep.optimizer}: sweep from a lower "
+            "min_lr; if it still diverges check the initial loss and the input scale "
+            "(preprocessing)",
+            values,
+            figures,
+        )
+    if sweep.shape == "no_descent":
+        drop = max((s.drop for s in sweep.seeds), default=0.0)
+        c = sweep.seeds[0].chance_loss if sweep.seeds else math.nan
+        chance = f"the class-prior loss {c:.3g}" if math.isfinite(c) else "its start"
+        return Finding(
+            "lr_range",
+            "fail",
+            f"no descent: over lr {_fmt(sweep.min_lr)}..{_fmt(sweep.max_lr)} the smoothed loss "
+            f"never falls more than {100 * drop:.0f}% below the lower of its start and "
+            f"{chance} ({seeds} seeds)",
+            "nothing in this range trains the model: check that the labels match the inputs "
+            "(overfit a small sample), that the weights require grad and reach the optimiser, "
+            "and the loss; or raise max_lr if the range is too low",
+            values,
+            figures,
+        )
+    lo, hi = sweep.steepest_range or (None, None)
+    spread = sweep.spread or (None, None)
+    measured = (
+        f"suggested lr {_fmt(sweep.suggestion)} (min-loss lr / 10), steepest descent "
+        f"{_fmt(lo)}..{_fmt(hi)}, seeds {_fmt(spread[0])}..{_fmt(spread[1])}"
+    )
+    if sweep.lr_scale != 1.0:
+        measured += f" (optimizer.lr {_fmt(sweep.recipe_lr)} before batch-size scaling)"
+    if sweep.shape == "too_noisy":
+        why = (
+            f"per-seed suggestions spread over {sweep.spread_decades:.1f} decades"
+            if sweep.spread_decades > SPREAD_DECADES
+            else f"loss noise is {sweep.noise_to_drop:.2f} of its drop"
+        )
+        return Finding(
+            "lr_range",
+            "warn",
+            f"too noisy to trust: {why}; {measured}{rule}",
+            "prefer the lower end of the spread, or rerun with a larger batch or more steps; "
+            "confirm with a short grid around it",
+            values,
+            figures,
+        )
+    return Finding("lr_range", "ok", f"{measured}{rule}", "", values, figures)
+
+
+def plot_lr_sweep(sweep: LRSweep, path: str | Path) -> Path:
+    """Loss vs lr (log x): raw losses faint, the smoothed curve per seed, the suggestion and
+    the steepest range marked. Written as a PNG with matplotlib's Agg backend."""
+    from matplotlib.figure import Figure  # no pyplot: Agg renders it, no global backend set
+
+    path = Path(path)
+    fig = Figure(figsize=(7.5, 4.5), dpi=110)
+    ax = fig.add_subplot()
+    colours = [f"C{i}" for i in range(10)]
+    tops, bottoms = [], []
+    for i, s in enumerate(sweep.seeds):
+        c = colours[i % 10]
+        lrs, raw = np.asarray(s.lrs), np.asarray(s.losses)
+        ok = np.isfinite(raw)
+        ax.scatter(lrs[ok], raw[ok], s=7, color=c, alpha=0.25, linewidths=0)
+        n = len(s.centred)
+        if n:
+            ax.plot(lrs[:n], s.centred, color=c, lw=2, label=f"seed {s.seed} (smoothed)")
+            tops.append(max(s.start_loss, s.centred[0]))
+            bottoms.append(min(s.centred))
+        if s.stop != "end" and n:
+            ax.plot(lrs[n - 1], s.centred[-1], "x", color=c, ms=8, mew=2)
+    if sweep.steepest_range:
+        ax.axvspan(*sweep.steepest_range, color="0.5", alpha=0.15, label="steepest descent")
+    if sweep.suggestion:
+        ax.axvline(
+            sweep.suggestion, color="k", lw=1.5, label=f"suggested lr {_fmt(sweep.suggestion)}"
+        )
+    if sweep.rule_lr:
+        ax.axvline(
+            sweep.rule_lr,
+            color="k",
+            ls=":",
+            lw=1.5,
+            label=f"drops in {sweep.rule_iters} steps: {_fmt(sweep.rule_lr)}",
+        )
+    if tops:
+        top, bottom = max(tops), min(bottoms)
+        pad = 0.1 * max(top - bottom, 1e-3)
+        ax.set_ylim(bottom - pad, top + 4 * pad)
+    ax.set_xscale("log")
+    ax.set_xlim(sweep.min_lr, sweep.max_lr)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    title = {
+        "ok": "LR range test",
+        "no_descent": "LR range test: NO DESCENT",
+        "diverges_at_once": "LR range test: DIVERGES AT ONCE",
+        "too_noisy": "LR range test: TOO NOISY TO TRUST",
+    }[sweep.shape]
+    ax.set_title(f"{title} ({sweep.optimizer}, {len(sweep.seeds)} seeds, x = stopped)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path

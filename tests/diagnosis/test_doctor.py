@@ -1,0 +1,70 @@
+"""``trainlab doctor`` end to end: the default recipe is healthy on every check, the report opens
+in headless Chromium with every figure, and the CLI prints one line per finding."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import trainlab
+from tests.browser import open_page
+from tests.conftest import last_json, run_cli
+from trainlab.diagnosis.doctor import CHECKS
+
+QUICK_RUN = ["training.progress=false", "training.epochs=4"]
+
+
+@pytest.fixture(scope="module")
+def default_report(tmp_path_factory) -> tuple[dict, Path]:
+    root = tmp_path_factory.mktemp("doctor")
+    trainlab.train(None, QUICK_RUN, out=root / "run", progress=False)
+    result = trainlab.doctor(None, [], out=root / "report", run=root / "run")
+    return result, root / "report"
+
+
+def test_the_default_recipe_is_healthy_on_every_check(default_report):
+    result, _ = default_report
+    checks = {f["check"].split(".")[0].replace(" ", "_") for f in result["findings"]}
+    assert checks == set(CHECKS)
+    assert result["status"] == "ok", [
+        f["summary"] for f in result["findings"] if f["status"] != "ok"
+    ]
+
+
+def test_the_report_opens_in_chromium_with_every_figure(default_report):
+    result, folder = default_report
+    figures = {name for f in result["findings"] for name in f["figures"]}
+    assert {"data.png", "layers.png", "lr_range.png", "curves.png"} <= figures
+    saved = json.loads((folder / "findings.json").read_text())
+    assert saved["status"] == "ok" and len(saved["findings"]) == len(result["findings"])
+    with open_page((folder / "report.html").as_uri()) as (page, problems):
+        images = page.evaluate(
+            "[...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,"
+            " width: i.naturalWidth}))"
+        )
+        page.screenshot(path=str(folder / "screenshot.png"), full_page=True)
+    assert problems == []
+    assert {i["src"] for i in images} == figures
+    assert all(i["complete"] and i["width"] > 0 for i in images), images
+
+
+def test_cli_prints_a_line_per_finding_and_json(tmp_path: Path):
+    out = tmp_path / "doc"
+    result = run_cli("doctor", "--checks", "data,initial_loss", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 4  # 3 data findings + loss
+    assert lines[-1] == f"ok: report -> {out / 'report.html'}"
+    result = run_cli("doctor", "--checks", "initial_loss", "-o", str(out), "--json")
+    assert last_json(result.stdout)["findings"][0]["check"] == "initial loss"
+
+
+def test_an_unknown_check_is_one_line_and_exit_2(tmp_path: Path):
+    result = run_cli("doctor", "--checks", "data,overfitt", "-o", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "trainlab: error: --checks: unknown check 'overfitt'; valid: " + ", ".join(CHECKS)
+    ]
+    assert not (tmp_path / "d").exists()

@@ -1,0 +1,133 @@
+"""The lr range test (doctor check 3) on recipes built to pass and to fail it."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import trainlab
+from trainlab.diagnosis.lr_finder import check_lr, lr_range_test, plot_lr_sweep
+
+MLP = ["model.name=mlp", "training.progress=false"]
+
+
+def digits(*overrides: str) -> trainlab.Recipe:
+    return trainlab.resolve_recipe(None, [*MLP, *overrides])
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    """The default data with an MLP: three seeds, the 100-iteration rule included."""
+    return lr_range_test(digits(), steps=100, seeds=(0, 1, 2))
+
+
+def test_healthy_recipe_gets_a_sane_suggestion(healthy):
+    assert healthy.shape == "ok"
+    assert 1e-4 <= healthy.suggestion <= 1.0
+    lo, hi = healthy.steepest_range
+    assert 1e-5 <= lo <= hi <= 1.0
+    low, high = healthy.spread
+    assert low <= healthy.suggestion <= high
+    assert healthy.spread_decades <= 1.0
+    assert len(healthy.seeds) == 3 and all(s.drop > 0.1 for s in healthy.seeds)
+    # the lecture's rule: some decade lr makes the loss fall clearly within 100 steps
+    assert healthy.rule_lr is not None and 1e-4 <= healthy.rule_lr <= 1.0
+    assert any(t["diverged"] for t in healthy.rule_trials) or healthy.rule_trials[0]["passed"]
+    finding = check_lr(healthy, "lr_range.png")
+    assert finding.check == "lr_range" and finding.status == "ok"
+    assert finding.figures == ("lr_range.png",)
+    assert finding.values["suggested_lr"] == healthy.suggestion
+    assert "\n" not in finding.summary
+
+
+def test_an_lr_of_10_diverges_at_once():
+    sweep = lr_range_test(digits(), min_lr=10, max_lr=1000, steps=30, seeds=(0, 1), rule_iters=0)
+    assert sweep.shape == "diverges_at_once"
+    assert sweep.suggestion is None
+    assert all(s.stop != "end" and len(s.losses) <= 5 for s in sweep.seeds)
+    finding = check_lr(sweep)
+    assert finding.status == "fail" and "diverges at once" in finding.summary
+    assert "min_lr" in finding.advice
+
+
+@pytest.fixture
+def shuffled_digits(tmp_path: Path) -> Path:
+    """Digits with the labels permuted: nothing about the inputs predicts them."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    y = np.random.default_rng(0).permutation(y)
+    path = tmp_path / "shuffled.npz"
+    np.savez(path, x=x.astype(np.float32), y=y)
+    return path
+
+
+def test_labels_unrelated_to_inputs_show_no_descent(shuffled_digits: Path):
+    recipe = digits(f"data={{name: npz, path: '{shuffled_digits}'}}", "augment=[]")
+    sweep = lr_range_test(recipe, steps=60, seeds=(0, 1), rule_iters=0)
+    assert sweep.shape == "no_descent", [s.drop for s in sweep.seeds]
+    finding = check_lr(sweep)
+    assert finding.status == "fail" and "no descent" in finding.summary
+    assert "labels" in finding.advice
+
+
+def test_a_range_too_low_shows_no_descent():
+    sweep = lr_range_test(digits(), min_lr=1e-9, max_lr=1e-7, steps=30, seeds=(0,), rule_iters=0)
+    assert sweep.shape == "no_descent"
+    assert check_lr(sweep).status == "fail"
+
+
+def test_seed_suggestions_far_apart_are_too_noisy(healthy):
+    import dataclasses
+
+    seeds = list(healthy.seeds)
+    seeds[0] = dataclasses.replace(seeds[0], suggestion=seeds[1].suggestion * 100)
+    from trainlab.diagnosis import lr_finder
+
+    shape, spread, _ = lr_finder._shape(seeds, early=10)
+    assert shape == "too_noisy" and spread >= 1.9
+    noisy = dataclasses.replace(healthy, shape=shape, spread_decades=spread)
+    finding = check_lr(noisy)
+    assert finding.status == "warn" and "too noisy" in finding.summary
+
+
+def test_global_rng_untouched_and_deterministic(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    random.seed(123)
+    np.random.seed(123)
+    torch.manual_seed(123)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    det = torch.are_deterministic_algorithms_enabled()
+    kwargs = dict(min_lr=1e-5, max_lr=1.0, steps=40, seeds=(3, 4), rule_iters=20, rule_tries=2)
+    a = lr_range_test(digits(), **kwargs)
+    assert random.getstate() == before[0]
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])
+    assert torch.are_deterministic_algorithms_enabled() == det
+    assert list(tmp_path.iterdir()) == []  # no files, no run folder
+    b = lr_range_test(digits(), **kwargs)
+    assert a.suggestion == b.suggestion and a.rule_lr == b.rule_lr
+    assert [s.losses for s in a.seeds] == [s.losses for s in b.seeds]
+
+
+def test_plot_writes_a_png(healthy, tmp_path: Path):
+    path = plot_lr_sweep(healthy, tmp_path / "figs" / "lr_range.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    assert img.shape[0] >= 400 and img.shape[1] >= 700
+
+
+def test_to_json_is_json(healthy):
+    import json
+
+    data = json.loads(json.dumps(check_lr(healthy).to_json()))
+    assert data["values"]["shape"] == "ok"
+    assert len(data["values"]["seeds"]) == 3
+    assert math.isclose(data["values"]["recipe_lr"], healthy.suggestion)
