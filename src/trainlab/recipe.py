@@ -320,6 +320,9 @@ class TrainingConfig(Section):
         0, ge=0, description="also save 'last' every N steps inside an epoch (0: off)"
     )
     progress: bool = True
+    monitor_every: int = Field(
+        0, ge=0, description="per-layer activation/gradient statistics every N steps (0: off)"
+    )
 
 
 class EvaluationConfig(Section):

@@ -26,7 +26,7 @@ from trainlab.diagnosis.findings import Finding
 from trainlab.nn.activations import Maxout, SwiGLU
 from trainlab.nn.init import WEIGHTED, _measuring
 
-__all__ = ["LayerStats", "activation_stats", "check_activations"]
+__all__ = ["LayerStats", "activation_stats", "check_activations", "output_stats"]
 
 RELU_FAMILY = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU,
@@ -70,7 +70,7 @@ class LayerStats:
         return asdict(self)
 
 
-def _stats(name: str, module: nn.Module, out: torch.Tensor) -> LayerStats:
+def output_stats(name: str, module: nn.Module, out: torch.Tensor) -> LayerStats:
     out = out.detach().float()
     units = out.shape[1] if out.ndim > 1 else 1
     dead = saturated = None
@@ -100,7 +100,7 @@ def activation_stats(model: nn.Module, x: torch.Tensor) -> list[LayerStats]:
     def hook_for(name: str):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
             if isinstance(output, torch.Tensor):
-                rows.append(_stats(name, module, output))
+                rows.append(output_stats(name, module, output))
 
         return hook
 

@@ -69,6 +69,20 @@ def _layers(trainer, out: Path, steps: int) -> Finding:
     )
 
 
+def _monitor_findings(run_dir: Path) -> list[Finding]:
+    """The verdicts a run's layer monitor wrote (``training.monitor_every``), if it had one."""
+    import json
+
+    path = run_dir / "monitor.json"
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text())["findings"]
+    return [
+        Finding(f"monitor.{f['check']}", f["status"], f["summary"], f["advice"], f["values"])
+        for f in saved
+    ]
+
+
 def run_doctor(
     recipe: Recipe,
     out: Path,
@@ -125,6 +139,7 @@ def run_doctor(
             records = load_records(run_dir)
             plot_curves(records, out / "curves.png")
             add(check_curves(records, figure="curves.png"))
+            add(_monitor_findings(run_dir))
     from trainlab.diagnosis.report import write_report
 
     write_report(findings, out, f"trainlab doctor: recipe {recipe.name!r}", recipe.to_yaml())

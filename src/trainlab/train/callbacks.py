@@ -21,7 +21,15 @@ from trainlab.train.checkpoint import atomic_write, save_checkpoint
 if TYPE_CHECKING:
     from trainlab.train.loop import Trainer
 
-__all__ = ["Callback", "CallbackList", "MetricsLog", "EarlyStopping", "ProgressBar", "Checkpointer"]
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "JsonlLog",
+    "MetricsLog",
+    "EarlyStopping",
+    "ProgressBar",
+    "Checkpointer",
+]
 
 EVENTS = (
     "on_fit_start",
@@ -80,14 +88,14 @@ class CallbackList:
                 cb.load_state_dict(state[cb.key])
 
 
-class MetricsLog(Callback):
-    """Appends every logged record and every evaluation to ``metrics.jsonl`` (one JSON a line).
+class JsonlLog(Callback):
+    """A log of one JSON record a line in the run folder, exact under resume.
 
     The number of lines written is part of every checkpoint; a resumed run first cuts the file
     back to that many lines, so the log has neither a gap nor a duplicate step.
     """
 
-    key = "metrics_log"
+    key = ""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -99,12 +107,6 @@ class MetricsLog(Callback):
             kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[: self.lines]
             atomic_write(self.path, "".join(kept).encode())
         self.file = self.path.open("a", encoding="utf-8")
-
-    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        self._write(record)
-
-    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        self._write({"step": trainer.step, "epoch": trainer.epoch + 1, **metrics})
 
     def _write(self, record: dict[str, Any]) -> None:
         self.file.write(json.dumps(record) + "\n")
@@ -124,6 +126,18 @@ class MetricsLog(Callback):
         if self.file is not None:  # rolled back during a fit: cut the log back right away
             self.file.close()
             self.on_fit_start(None)
+
+
+class MetricsLog(JsonlLog):
+    """Appends every logged record and every evaluation to ``metrics.jsonl``."""
+
+    key = "metrics_log"
+
+    def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self._write(record)
+
+    def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self._write({"step": trainer.step, "epoch": trainer.epoch + 1, **metrics})
 
 
 class EarlyStopping(Callback):

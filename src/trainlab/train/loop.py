@@ -301,6 +301,10 @@ class Trainer:
             metric,
         )
         cbs.append(self.checkpointer)
+        if tcfg.monitor_every:
+            from trainlab.diagnosis.monitor import LayerMonitor
+
+            cbs.append(LayerMonitor(self.run_dir / "layers.jsonl", tcfg.monitor_every))
         cbs.append(ProgressBar(self.total_steps, progress and tcfg.progress))
         return cbs
 

@@ -1,0 +1,137 @@
+"""The doctor's per-layer checks during ``trainlab train``, as a callback (``monitor_every``).
+
+Every N steps the monitor records, for each layer, the activation statistics of that step's
+forward pass (mean, std, dead ReLU units, saturated tanh/sigmoid values), the gradient norm, the
+weight norm and the actual update/weight ratio of that step, as one line of ``layers.jsonl`` in
+the run folder. At the end of the run it judges the first and the last record with the same
+checks as ``trainlab doctor`` and writes ``monitor.json``; warnings and failures are printed.
+
+It only reads: hooks are registered for the monitored step alone, nothing draws random numbers,
+so a monitored run trains bit for bit like an unmonitored one (tested). Its log follows the
+metrics log's rule: the line count is in every checkpoint, so a resumed run has no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from trainlab.diagnosis.activations import (
+    ACTIVATION_MODULES,
+    LayerStats,
+    check_activations,
+    output_stats,
+)
+from trainlab.diagnosis.gradients import GradStats, check_gradients
+from trainlab.errors import TrainlabWarning
+from trainlab.nn.init import WEIGHTED
+from trainlab.train.callbacks import JsonlLog
+from trainlab.train.checkpoint import atomic_write
+
+if TYPE_CHECKING:
+    from trainlab.train.loop import Trainer
+
+__all__ = ["LayerMonitor"]
+
+
+class LayerMonitor(JsonlLog):
+    """Per-layer statistics every ``every`` steps into ``layers.jsonl``; a verdict at the end."""
+
+    key = "layer_monitor"
+
+    def __init__(self, path: Path, every: int) -> None:
+        super().__init__(path)
+        self.every = every
+        self.handles: list[Any] = []
+        self.acts: list[LayerStats] = []
+        self.before: list[torch.Tensor] | None = None
+
+    def _weights(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+        return [(n, m.weight) for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
+
+    def _arm(self, model: nn.Module) -> None:
+        """Before a monitored step: hook the activations, remember the weights."""
+        self.acts = []
+        for name, module in model.named_modules():
+            if isinstance(module, ACTIVATION_MODULES):
+                hook = self._hook(name)
+                self.handles.append(module.register_forward_hook(hook))
+        self.before = [w.detach().clone() for _, w in self._weights(model)]
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+            if isinstance(output, torch.Tensor):
+                self.acts.append(output_stats(name, module, output))
+
+        return hook
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        super().on_fit_start(trainer)
+        if trainer.step == 0 or (trainer.step + 1) % self.every == 0:  # step 1 sees the init
+            self._arm(trainer.model)
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        if self.before is not None:  # this step was armed for
+            self._record(trainer)
+        if (trainer.step + 1) % self.every == 0:
+            self._arm(trainer.model)
+
+    def _record(self, trainer: Trainer) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        grads = []
+        for (name, w), old in zip(self._weights(trainer.model), self.before or [], strict=True):
+            norm = float(old.norm())
+            grad = float(w.grad.norm()) if w.grad is not None else 0.0
+            update = float((w.detach() - old).norm()) / norm if norm > 0 else None
+            grads.append(GradStats(f"{name}.weight", grad, norm, update))
+        self.before = None
+        self._write(
+            {
+                "step": trainer.step,
+                "lr": trainer.base_lr * trainer.lr_mult(trainer.step - 1),
+                "activations": [a.to_json() for a in self.acts],
+                "gradients": [g.to_json() for g in grads],
+            }
+        )
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+        super().on_fit_end(trainer)
+        records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        if not records:
+            return
+        first, last = records[0], records[-1]
+        acts = check_activations(
+            [_layer(a) for a in first["activations"]], [_layer(a) for a in last["activations"]]
+        )
+        # update/weight is judged where the learning rate peaks: at the end of a decaying
+        # schedule every update is tiny by design
+        peak = max(records, key=lambda r: (r.get("lr", 0.0), r["step"]))
+        grads = check_gradients([_grad(g) for g in peak["gradients"]])
+        findings = [acts, grads]
+        out = self.path.with_name("monitor.json")
+        payload = {
+            "steps": {"first": first["step"], "last": last["step"], "peak_lr": peak["step"]},
+            "findings": [f.to_json() for f in findings],
+        }
+        atomic_write(out, json.dumps(payload, indent=2).encode())
+        for finding in findings:
+            if finding.status != "ok":
+                warnings.warn(f"monitor: {finding.line()}", TrainlabWarning, stacklevel=2)
+
+
+def _layer(row: dict[str, Any]) -> LayerStats:
+    return LayerStats(**{k: row[k] for k in LayerStats.__dataclass_fields__})
+
+
+def _grad(row: dict[str, Any]) -> GradStats:
+    return GradStats(**{k: row[k] for k in GradStats.__dataclass_fields__})

@@ -1,0 +1,69 @@
+"""``training.monitor_every``: the doctor's per-layer checks during training, read-only and exact
+under resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import trainlab
+from tests.train.test_loop import _Crash
+from trainlab.errors import TrainlabWarning
+from trainlab.train.loop import Trainer
+
+MLP = [
+    "training.progress=false",
+    "model.name=mlp",
+    "model.widths=[64, 64]",
+    "augment=[]",
+    "training.epochs=3",
+]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "layers.jsonl").read_text().splitlines()]
+
+
+def test_monitoring_records_every_n_steps_and_changes_nothing(tmp_path: Path):
+    plain = trainlab.train(None, MLP, out=tmp_path / "plain", progress=False)
+    watched = trainlab.train(None, [*MLP, "training.monitor_every=10"], out=tmp_path / "m")
+    assert watched["test_loss"] == plain["test_loss"]
+    a, b = (load_file(tmp_path / r / "model.safetensors") for r in ("plain", "m"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: the monitor only reads
+    records = _records(tmp_path / "m")
+    steps = watched["steps"]
+    assert [r["step"] for r in records] == [1, *range(10, steps + 1, 10)]
+    first = records[0]
+    assert [a["kind"] for a in first["activations"]] == ["ReLU", "ReLU"]
+    assert len(first["gradients"]) == 3 and all(g["grad_norm"] > 0 for g in first["gradients"])
+    assert all(1e-5 < g["update_ratio"] < 1e-1 for g in first["gradients"])
+    verdict = json.loads((tmp_path / "m" / "monitor.json").read_text())
+    assert [f["status"] for f in verdict["findings"]] == ["ok", "ok"]
+
+
+def test_a_saturating_network_is_reported_at_the_end(tmp_path: Path):
+    overrides = [
+        *MLP,
+        "model.norm=none",
+        "model.activation=sigmoid",
+        "model.init={name: normal, std: 1.0}",
+    ]
+    with pytest.warns(TrainlabWarning, match="monitor: (warn|fail) activations: .*saturated"):
+        trainlab.train(None, [*overrides, "training.monitor_every=20"], out=tmp_path / "s")
+
+
+def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path):
+    overrides = [*MLP, "training.monitor_every=5", "training.checkpoint_every_steps=7"]
+    trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
+    recipe = trainlab.resolve_recipe(None, overrides)
+    run = tmp_path / "crashed"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(recipe, run, callbacks=[_Crash(step=23)], progress=False).fit()
+    trainlab.train(None, out=run, resume=True, progress=False)
+    assert _records(run) == _records(tmp_path / "full")
