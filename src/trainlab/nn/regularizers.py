@@ -51,6 +51,10 @@ class _DropConnect:
     weight: torch.Tensor
     training: bool
 
+    def __init__(self, *args, p: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)  # the plain layer's constructor (next in the MRO)
+        self.p = _check_p(p)
+
     def masked_weight(self) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return self.weight
@@ -63,34 +67,23 @@ class _DropConnect:
 class DropConnectLinear(_DropConnect, nn.Linear):
     """``nn.Linear`` with DropConnect on its weight (see :class:`_DropConnect`)."""
 
-    def __init__(self, *args, p: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.p = _check_p(p)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.masked_weight(), self.bias)
 
 
-class DropConnectConv1d(_DropConnect, nn.Conv1d):
+class _DropConnectConv(_DropConnect):
+    """The conv forward of torch's own layers, with the masked weight."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.masked_weight(), self.bias)  # type: ignore[attr-defined]
+
+
+class DropConnectConv1d(_DropConnectConv, nn.Conv1d):
     """``nn.Conv1d`` with DropConnect on its weight (see :class:`_DropConnect`)."""
 
-    def __init__(self, *args, p: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.p = _check_p(p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.masked_weight(), self.bias)
-
-
-class DropConnectConv2d(_DropConnect, nn.Conv2d):
+class DropConnectConv2d(_DropConnectConv, nn.Conv2d):
     """``nn.Conv2d`` with DropConnect on its weight (see :class:`_DropConnect`)."""
-
-    def __init__(self, *args, p: float, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.p = _check_p(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.masked_weight(), self.bias)
 
 
 def _check_p(p: float) -> float:
