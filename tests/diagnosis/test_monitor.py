@@ -56,14 +56,17 @@ def test_a_saturating_network_is_reported_at_the_end(tmp_path: Path):
         trainlab.train(None, [*overrides, "training.monitor_every=20"], out=tmp_path / "s")
 
 
-def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path):
-    overrides = [*MLP, "training.monitor_every=5", "training.checkpoint_every_steps=7"]
+@pytest.mark.parametrize(
+    "every, crash", [(7, 23), (5, 17)], ids=["between-records", "on-a-record-mid-epoch"]
+)
+def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path, every: int, crash: int):
+    overrides = [*MLP, "training.monitor_every=5", f"training.checkpoint_every_steps={every}"]
     trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
     recipe = trainlab.resolve_recipe(None, overrides)
     run = tmp_path / "crashed"
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(recipe, run, callbacks=[_Crash(step=23)], progress=False).fit()
+        Trainer(recipe, run, callbacks=[_Crash(step=crash)], progress=False).fit()
     trainlab.train(None, out=run, resume=True, progress=False)
     assert _records(run) == _records(tmp_path / "full")

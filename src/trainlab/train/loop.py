@@ -300,11 +300,11 @@ class Trainer:
             tcfg.checkpoint_every_steps,
             metric,
         )
-        cbs.append(self.checkpointer)
-        if tcfg.monitor_every:
+        if tcfg.monitor_every:  # before the checkpointer: a step's record is in its checkpoint
             from trainlab.diagnosis.monitor import LayerMonitor
 
             cbs.append(LayerMonitor(self.run_dir / "layers.jsonl", tcfg.monitor_every))
+        cbs.append(self.checkpointer)
         cbs.append(ProgressBar(self.total_steps, progress and tcfg.progress))
         return cbs
 
