@@ -68,3 +68,23 @@ def test_an_unknown_check_is_one_line_and_exit_2(tmp_path: Path):
         "trainlab: error: --checks: unknown check 'overfitt'; valid: " + ", ".join(CHECKS)
     ]
     assert not (tmp_path / "d").exists()
+
+
+def test_the_doctor_leaves_the_callers_global_state_alone(tmp_path: Path):
+    import torch
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    trainlab.doctor(
+        None, ["training.deterministic=true"], out=tmp_path / "d", checks=("initial_loss",)
+    )
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_an_unwritable_report_folder_is_one_line(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("doctor", "--checks", "data", "-o", str(blocker / "report"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot create the report folder" in result.stderr.strip().splitlines()[-1]

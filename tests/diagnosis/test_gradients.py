@@ -75,3 +75,15 @@ def test_default_recipe_passes_at_its_base_learning_rate(default_recipe_batches)
     stats = gradient_stats(trainer.model, trainer.eval_loss_fn(trainer.model(x), y), opt)
     finding = check_gradients(stats)
     assert finding.status == "ok", finding.line()
+
+
+def test_a_zero_weight_layer_does_not_break_the_verdict():
+    from trainlab.diagnosis.gradients import GradStats, check_gradients
+
+    stats = [
+        GradStats("0.weight", 0.0, 1.0, 0.0),  # no gradient reaches it
+        GradStats("1.weight", 0.5, 0.0, None),  # zero-initialised: no |grad|/|w|
+        GradStats("2.weight", 1.0, 1.0, 1e-3),
+    ]
+    finding = check_gradients(stats)
+    assert finding.status == "fail" and "learns nothing" in finding.advice

@@ -131,3 +131,15 @@ def test_to_json_is_json(healthy):
     assert data["values"]["shape"] == "ok"
     assert len(data["values"]["seeds"]) == 3
     assert math.isclose(data["values"]["recipe_lr"], healthy.suggestion)
+
+
+def test_the_recipes_own_lr_is_judged_against_the_sweep():
+    recipe = trainlab.resolve_recipe(
+        None, ["training.progress=false", "model.name=mlp", "model.widths=[64]"]
+    )
+    sweep = lr_range_test(recipe, steps=40, seeds=(0,), rule_iters=0)
+    assert sweep.suggestion is not None
+    assert check_lr(sweep, current_lr=sweep.suggestion).status == "ok"
+    too_high = check_lr(sweep, current_lr=10.0)
+    assert too_high.status == "fail" and "decades above the suggestion" in too_high.advice
+    assert check_lr(sweep, current_lr=sweep.suggestion / 100).status == "warn"

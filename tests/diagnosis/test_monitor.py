@@ -70,3 +70,42 @@ def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path, every: i
         Trainer(recipe, run, callbacks=[_Crash(step=crash)], progress=False).fit()
     trainlab.train(None, out=run, resume=True, progress=False)
     assert _records(run) == _records(tmp_path / "full")
+
+
+def test_a_rollback_leaves_no_stale_hooks_and_the_run_finishes(tmp_path: Path):
+    from tests.train.test_nonfinite import BASE, _PoisonNextBatch
+
+    recipe = trainlab.resolve_recipe(
+        None,
+        [
+            *BASE,
+            "training.nonfinite=rollback",
+            "training.epochs=2",
+            "schedule.warmup_epochs=0",
+            "training.monitor_every=4",
+        ],
+    )
+    run = tmp_path / "rollback"
+    run.mkdir()
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    with pytest.warns(TrainlabWarning, match="rolled back"):
+        trainer.fit()
+    hooks = sum(len(m._forward_hooks) for m in trainer.model.modules())
+    assert hooks == 0
+    steps = [r["step"] for r in _records(run)]
+    assert steps == sorted(set(steps)) and steps[-1] == trainer.step
+
+
+def test_validation_passes_are_not_counted_as_layers(tmp_path: Path):
+    trainlab.train(None, [*MLP, "training.monitor_every=1"], out=tmp_path / "m", progress=False)
+    assert {len(r["activations"]) for r in _records(tmp_path / "m")} == {2}  # 2 ReLUs, always
+
+
+def test_full_batch_optimisers_refuse_the_monitor(tmp_path: Path):
+    with pytest.raises(trainlab.RecipeError, match="training.monitor_every: lbfgs"):
+        trainlab.train(
+            None,
+            [*MLP, "optimizer={name: lbfgs, lr: 1}", "training.monitor_every=1"],
+            out=tmp_path / "l",
+        )

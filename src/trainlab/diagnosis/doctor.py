@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from trainlab.diagnosis.findings import Finding
+from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe
 
 __all__ = ["CHECKS", "run_doctor"]
@@ -93,9 +94,26 @@ def run_doctor(
 ) -> list[Finding]:
     """Run ``checks`` on ``recipe`` (curves only with ``run_dir``), writing figures and the
     report into ``out``; ``on_finding`` sees each finding as soon as it is made."""
+    from trainlab.diagnosis.state import preserved_global_state
+
+    with preserved_global_state():
+        return _run(recipe, out, run_dir, checks, seeds, on_finding)
+
+
+def _run(
+    recipe: Recipe,
+    out: Path,
+    run_dir: Path | None,
+    checks: tuple[str, ...],
+    seeds: tuple[int, ...],
+    on_finding: Callable[[Finding], None] | None,
+) -> list[Finding]:
     from trainlab.train.loop import Trainer
 
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(f"{out}: cannot create the report folder ({exc.strerror})") from None
     with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing before fit()
         trainer = Trainer(recipe, Path(tmp) / "run", progress=False)
     findings: list[Finding] = []
@@ -132,7 +150,7 @@ def run_doctor(
 
             sweep = lr_range_test(recipe, seeds=seeds)
             plot_lr_sweep(sweep, out / "lr_range.png")
-            add(check_lr(sweep, figure="lr_range.png"))
+            add(check_lr(sweep, figure="lr_range.png", current_lr=trainer.base_lr))
         elif check == "curves" and run_dir is not None:
             from trainlab.diagnosis.curves import check_curves, load_records, plot_curves
 

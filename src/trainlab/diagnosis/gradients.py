@@ -112,8 +112,10 @@ def check_gradients(stats: list[GradStats]) -> Finding:
             values,
         )
     status, parts, advice = "ok", [], []
+    # a weight that is exactly zero (a zero-initialised branch) has no |grad|/|w|: leave it out
+    stats = [s for s in stats if s.weight_norm > 0] or stats
     last = stats[-1]
-    if len(stats) > 1 and last.relative_grad > 0:
+    if len(stats) > 1 and math.isfinite(last.relative_grad) and last.relative_grad > 0:
         slow = min(stats[:-1], key=lambda s: s.relative_grad)
         fast = max(stats[:-1], key=lambda s: s.relative_grad)
         flow, burst = (
@@ -127,10 +129,11 @@ def check_gradients(stats: list[GradStats]) -> Finding:
         )
         if flow < VANISH_WARN:
             status = "fail" if flow < VANISH_FAIL else "warn"
+            slower = f"{1 / flow:.0f}x slower than the last layer" if flow > 0 else "nothing"
             advice.append(
-                f"gradients vanish on their way back to {slow.name}: it learns "
-                f"{1 / flow:.0f}x slower than the last layer (saturating units or a bad "
-                "init); use ReLU-family units with Kaiming init, or add batch norm"
+                f"gradients vanish on their way back to {slow.name}: it learns {slower} "
+                "(saturating or dead units, or a bad init); use ReLU-family units with Kaiming "
+                "init, or add batch norm"
             )
         elif burst > 1.0 / VANISH_WARN:
             status = "fail" if burst > 1.0 / VANISH_FAIL else "warn"

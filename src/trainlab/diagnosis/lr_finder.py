@@ -55,10 +55,8 @@ of stability, 0.1 for AdamW, which trains MNIST-1D to 66% against 96%.)
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +66,7 @@ import numpy as np
 import torch
 
 from trainlab.diagnosis.findings import Finding
+from trainlab.diagnosis.state import preserved_global_state
 from trainlab.errors import RecipeError
 from trainlab.optim.optimizers import apply_decoupled_decay, create_optimizer
 from trainlab.recipe import Recipe, ScheduleConfig
@@ -167,30 +166,6 @@ class LRSweep:
 
 # ----------------------------------------------------------------------------------------------
 # global state: the test leaves the RNGs and torch's switches as it found them
-
-
-@contextlib.contextmanager
-def _preserve_global_state() -> Iterator[None]:
-    """Restore Python's, NumPy's and torch's RNGs (CPU and CUDA), torch's determinism switches
-    and cuDNN's benchmark flag: building a Trainer seeds and sets all of them."""
-    py, np_state = random.getstate(), np.random.get_state()
-    det = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    bench = torch.backends.cudnn.benchmark
-    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    try:
-        with torch.random.fork_rng(devices=devices):
-            yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        torch.use_deterministic_algorithms(det, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = bench
-        if cublas is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        else:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = cublas
 
 
 # ----------------------------------------------------------------------------------------------
@@ -529,7 +504,7 @@ def lr_range_test(
     lrs = min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
     steps_per_decade = (steps - 1) / math.log10(max_lr / min_lr)
     early = max(5, steps // 10)
-    with _preserve_global_state():
+    with preserved_global_state():
         results, first = [], None
         for seed in seeds:
             losses, smoothed, stop, trainer = _sweep_one(recipe, seed, lrs, beta, diverge)
@@ -585,8 +560,29 @@ def _fmt(lr: float | None) -> str:
     return "none" if lr is None else f"{lr:.2g}"
 
 
-def check_lr(sweep: LRSweep, figure: str | None = None) -> Finding:
-    """The doctor's finding for a range test (check ``lr_range``); ``figure``: its PNG name."""
+def _judge_current(sweep: LRSweep, current: float) -> tuple[str, str]:
+    """(status, advice) for the recipe's own (absolute) lr against the sweep: fail at or above
+    the lr where the sweeps diverged or more than 2 decades above the suggestion, warn more
+    than 1.5 decades from it."""
+    stops = [s.lrs[len(s.losses) - 1] for s in sweep.seeds if s.stop != "end" and s.losses]
+    if stops and current >= min(stops):
+        return "fail", (
+            f"the recipe's lr {_fmt(current)} is at or above where the loss diverged in the "
+            f"sweep ({_fmt(min(stops))}): set optimizer.lr near {_fmt(sweep.recipe_lr)}"
+        )
+    decades = math.log10(current / sweep.suggestion) if sweep.suggestion else 0.0
+    if abs(decades) > 1.5:  # fail far above: 100x the suggestion trains badly or not at all
+        return "fail" if decades > 2 else "warn", (
+            f"the recipe's lr {_fmt(current)} is {abs(decades):.1f} decades "
+            f"{'above' if decades > 0 else 'below'} the suggestion: try optimizer.lr near "
+            f"{_fmt(sweep.recipe_lr)}"
+        )
+    return "ok", ""
+
+
+def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None = None) -> Finding:
+    """The doctor's finding for a range test (check ``lr_range``); ``figure``: its PNG name;
+    ``current_lr``: the recipe's own (absolute) learning rate, judged against the sweep."""
     values = sweep.to_json()
     figures = (figure,) if figure else ()
     rule = (
@@ -648,7 +644,8 @@ def check_lr(sweep: LRSweep, figure: str | None = None) -> Finding:
             values,
             figures,
         )
-    return Finding("lr_range", "ok", f"{measured}{rule}", "", values, figures)
+    status, advice = ("ok", "") if current_lr is None else _judge_current(sweep, current_lr)
+    return Finding("lr_range", status, f"{measured}{rule}", advice, values, figures)
 
 
 def plot_lr_sweep(sweep: LRSweep, path: str | Path) -> Path:

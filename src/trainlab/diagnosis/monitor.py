@@ -65,10 +65,21 @@ class LayerMonitor(JsonlLog):
 
     def _hook(self, name: str):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-            if isinstance(output, torch.Tensor):
+            # training forwards only: a validation pass may run while armed (end of an epoch)
+            if module.training and isinstance(output, torch.Tensor):
                 self.acts.append(output_stats(name, module, output))
 
         return hook
+
+    def _disarm(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles, self.acts, self.before = [], [], None
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resumed or rolled back: drop what was armed for a step that will run again."""
+        self._disarm()
+        super().load_state_dict(state)
 
     def on_fit_start(self, trainer: Trainer) -> None:
         super().on_fit_start(trainer)
@@ -82,11 +93,12 @@ class LayerMonitor(JsonlLog):
             self._arm(trainer.model)
 
     def _record(self, trainer: Trainer) -> None:
+        before = self.before
         for handle in self.handles:
             handle.remove()
         self.handles = []
         grads = []
-        for (name, w), old in zip(self._weights(trainer.model), self.before or [], strict=True):
+        for (name, w), old in zip(self._weights(trainer.model), before or [], strict=True):
             norm = float(old.norm())
             grad = float(w.grad.norm()) if w.grad is not None else 0.0
             update = float((w.detach() - old).norm()) / norm if norm > 0 else None
@@ -102,9 +114,7 @@ class LayerMonitor(JsonlLog):
         )
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        for handle in self.handles:
-            handle.remove()
-        self.handles = []
+        self._disarm()
         super().on_fit_end(trainer)
         records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
         if not records:

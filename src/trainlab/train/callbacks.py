@@ -103,6 +103,10 @@ class JsonlLog(Callback):
         self.lines = 0
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        self._open()
+
+    def _open(self) -> None:
+        """Cut the file back to the lines the loaded state counts, then append from there."""
         if self.path.exists():
             kept = self.path.read_text(encoding="utf-8").splitlines(keepends=True)[: self.lines]
             atomic_write(self.path, "".join(kept).encode())
@@ -125,7 +129,7 @@ class JsonlLog(Callback):
         self.lines = state["lines"]
         if self.file is not None:  # rolled back during a fit: cut the log back right away
             self.file.close()
-            self.on_fit_start(None)
+            self._open()
 
 
 class MetricsLog(JsonlLog):

@@ -300,6 +300,11 @@ class Trainer:
             tcfg.checkpoint_every_steps,
             metric,
         )
+        if tcfg.monitor_every and self.optim_info.needs_closure:
+            raise RecipeError(
+                f"training.monitor_every: {self.recipe.optimizer.name} takes full-batch steps "
+                "through a closure; the layer monitor needs mini-batch steps (set it to 0)"
+            )
         if tcfg.monitor_every:  # before the checkpointer: a step's record is in its checkpoint
             from trainlab.diagnosis.monitor import LayerMonitor
 
