@@ -104,13 +104,13 @@ def test_global_rng_untouched_and_deterministic(tmp_path: Path, monkeypatch):
     before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
     det = torch.are_deterministic_algorithms_enabled()
     kwargs = dict(min_lr=1e-5, max_lr=1.0, steps=40, seeds=(3, 4), rule_iters=20, rule_tries=2)
-    a = lr_range_test(digits(), **kwargs)
+    a = lr_range_test(digits("training.deterministic=true"), **kwargs)  # sets the switch
     assert random.getstate() == before[0]
     assert np.array_equal(np.random.get_state()[1], before[1])
     assert torch.equal(torch.get_rng_state(), before[2])
     assert torch.are_deterministic_algorithms_enabled() == det
     assert list(tmp_path.iterdir()) == []  # no files, no run folder
-    b = lr_range_test(digits(), **kwargs)
+    b = lr_range_test(digits("training.deterministic=true"), **kwargs)
     assert a.suggestion == b.suggestion and a.rule_lr == b.rule_lr
     assert [s.losses for s in a.seeds] == [s.losses for s in b.seeds]
 
