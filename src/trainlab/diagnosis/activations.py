@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from trainlab.diagnosis.findings import Finding
+from trainlab.diagnosis.findings import Finding, most_severe
 from trainlab.nn.activations import Maxout, SwiGLU
 from trainlab.nn.init import WEIGHTED, _measuring
 
@@ -198,7 +198,6 @@ def check_activations(
     Fails or warns when the std collapses or explodes with depth (naming the init that fits the
     activation) and when a layer has too many dead units or saturated values.
     """
-    rank = {"ok": 0, "warn": 1, "fail": 2}
     status, summaries, advice, values = "ok", [], [], {}
     for when, stats in (("at init", stats_init), ("after training", stats_after)):
         if not stats:
@@ -209,7 +208,7 @@ def check_activations(
         values[key] = {**v1, **v2, "layers": [s.to_json() for s in stats]}
         summaries.append(summary)
         advice += [a for a in (adv, *notes) if a]
-        status = max(status, s1, s2, key=rank.__getitem__)
+        status = most_severe(status, s1, s2)
     if not summaries:
         return Finding("activations", "ok", "no activation statistics to judge", values=values)
     return Finding("activations", status, "; ".join(summaries), "; ".join(advice), values)

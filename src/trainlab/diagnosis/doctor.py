@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from trainlab.diagnosis.findings import Finding
+from trainlab.diagnosis.findings import Finding, most_severe
 from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe
 
@@ -36,14 +36,10 @@ def _layers(trainer, out: Path, steps: int) -> Finding:
     from trainlab.diagnosis.activations import activation_stats, check_activations
     from trainlab.diagnosis.gradients import check_gradients, gradient_stats
     from trainlab.diagnosis.layers_plot import plot_layers
-    from trainlab.optim.optimizers import create_optimizer
+    from trainlab.diagnosis.overfit import optimizer_for
 
-    recipe = trainer.recipe
     model = copy.deepcopy(trainer.model)
-    ocfg, rcfg = recipe.optimizer, recipe.regularization
-    opt = create_optimizer(
-        ocfg.name, ocfg.params(), model, trainer.base_lr, rcfg.decay_bias_and_norm, 0.0
-    )
+    opt = optimizer_for(trainer, model)
     batches = _batches(trainer, steps)
     probe_x = batches[0][0]
     init = activation_stats(model, probe_x)
@@ -57,8 +53,7 @@ def _layers(trainer, out: Path, steps: int) -> Finding:
     grads = gradient_stats(model, trainer.loss_fn(model(x).float(), y), opt)
     plot_layers(init, after, grads, out / "layers.png")
     act, grad = check_activations(init, after), check_gradients(grads)
-    rank = {"ok": 0, "warn": 1, "fail": 2}
-    status = max(act.status, grad.status, key=rank.__getitem__)
+    status = most_severe(act.status, grad.status)
     advice = "; ".join(a for a in (act.advice, grad.advice) if a)
     return Finding(
         "layers",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Finding", "Status", "worst"]
+__all__ = ["Finding", "Status", "most_severe", "worst"]
 
 Status = Literal["ok", "warn", "fail"]
 _RANK = {"ok": 0, "warn": 1, "fail": 2}
@@ -43,6 +43,11 @@ class Finding:
         }
 
 
+def most_severe(*statuses: Status) -> Status:
+    """The most severe of ``statuses`` (ok when there are none)."""
+    return max(statuses, key=_RANK.__getitem__, default="ok")
+
+
 def worst(findings: list[Finding]) -> Status:
     """The most severe status among ``findings`` (ok when there are none)."""
-    return max((f.status for f in findings), key=_RANK.__getitem__, default="ok")
+    return most_severe(*(f.status for f in findings))

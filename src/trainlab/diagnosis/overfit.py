@@ -16,6 +16,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,6 +30,7 @@ __all__ = [
     "check_overfit",
     "label_probe",
     "overfit_recipe",
+    "optimizer_for",
     "overfit_sample",
     "run_overfit_check",
 ]
@@ -201,9 +203,19 @@ def check_overfit(
     )
 
 
+def optimizer_for(trainer: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """A fresh optimiser of the trainer's recipe over ``model`` (a copy the diagnosis trains),
+    at the base learning rate (no warm-up), without decoupled weight decay."""
+    from trainlab.optim.optimizers import create_optimizer
+
+    ocfg, rcfg = trainer.recipe.optimizer, trainer.recipe.regularization
+    return create_optimizer(
+        ocfg.name, ocfg.params(), model, trainer.base_lr, rcfg.decay_bias_and_norm, 0.0
+    )
+
+
 def run_overfit_check(recipe: Recipe, batches: int = 5, max_steps: int = 300) -> Finding:
     """Check 2 on a recipe: its model and optimiser, regularisation off, ``batches`` batches."""
-    from trainlab.optim.optimizers import create_optimizer
     from trainlab.train.loop import Trainer
 
     plain = overfit_recipe(recipe)
@@ -214,14 +226,9 @@ def run_overfit_check(recipe: Recipe, batches: int = 5, max_steps: int = 300) ->
         sample.append(batch)
         if len(sample) == batches:
             break
-    ocfg, rcfg = plain.optimizer, plain.regularization
-
-    def make_optimizer(net: torch.nn.Module) -> torch.optim.Optimizer:
-        return create_optimizer(
-            ocfg.name, ocfg.params(), net, trainer.base_lr, rcfg.decay_bias_and_norm, 0.0
-        )
-
-    probe = label_probe(trainer.model, make_optimizer, trainer.loss_fn, sample)
+    probe = label_probe(
+        trainer.model, lambda net: optimizer_for(trainer, net), trainer.loss_fn, sample
+    )
     run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, max_steps)
     expected = math.log(trainer.num_classes) if plain.loss.name == "cross_entropy" else None
     return check_overfit(run, probe, trainer.base_lr, expected)
