@@ -5,7 +5,10 @@
 For each recipe: ``trainlab.train`` (the whole run, evaluation included) and ``trainlab.doctor``
 (every check but the curves, which read a finished run), alternating, after one warm-up of each
 so that imports and dataset caches are paid before timing. Reported: the median wall time of
-each, their ratio, and the time of each check (from the doctor's own timing of one run).
+each, their ratio, the time of each check (from the doctor's own timing of one run), and the
+optimiser steps each takes (counted with torch's global optimiser-step hook): the doctor's
+steps are a fixed budget, training's grow with the epochs, so their ratio is the floor of the
+time ratio on any machine.
 """
 
 from __future__ import annotations
@@ -33,6 +36,23 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
+def _count_steps(fn) -> int:
+    """Optimiser steps taken by ``fn()`` (every optimiser, every model copy)."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    count = [0]
+
+    def hook(*_args) -> None:
+        count[0] += 1
+
+    handle = register_optimizer_step_post_hook(hook)
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return count[0]
+
+
 def measure(recipe: str, repeats: int) -> dict:
     path = DEFAULT_RECIPE.parent / f"{recipe}.yaml"
     quiet = ["training.progress=false"]
@@ -56,7 +76,8 @@ def measure(recipe: str, repeats: int) -> dict:
             trainlab.doctor(path, quiet, out=root / f"doc{next(runs)}", checks=DOCTOR_CHECKS,
                             on_finding=tick)  # fmt: skip
 
-        train(), doctor()  # warm-up: imports, dataset generation and caches
+        # warm-up (imports, dataset generation and caches), counting the steps of each
+        train_steps, doctor_steps = _count_steps(train), _count_steps(doctor)
         train_s, doctor_s = [], []
         for i in range(repeats):
             order = (train, doctor) if i % 2 == 0 else (doctor, train)
@@ -68,6 +89,9 @@ def measure(recipe: str, repeats: int) -> dict:
         "train_s": round(t, 2),
         "doctor_s": round(d, 2),
         "ratio": round(d / t, 3),
+        "train_steps": train_steps,
+        "doctor_steps": doctor_steps,
+        "step_ratio": round(doctor_steps / train_steps, 3),
         "doctor_check_s": stamps,
         "threads": torch.get_num_threads(),
     }
@@ -83,7 +107,8 @@ def main() -> None:
     for r in results:
         print(
             f"{r['recipe']:>8}: train {r['train_s']:.1f} s, doctor {r['doctor_s']:.1f} s, "
-            f"doctor/train {r['ratio']:.2f}; per finding (s): {r['doctor_check_s']}",
+            f"doctor/train {r['ratio']:.2f}; optimiser steps {r['doctor_steps']} vs "
+            f"{r['train_steps']} ({r['step_ratio']:.2f}); per finding (s): {r['doctor_check_s']}",
             file=sys.stderr,
         )
     if args.json:

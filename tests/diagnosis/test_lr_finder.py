@@ -37,12 +37,52 @@ def test_healthy_recipe_gets_a_sane_suggestion(healthy):
     assert len(healthy.seeds) == 3 and all(s.drop > 0.1 for s in healthy.seeds)
     # the lecture's rule: some decade lr makes the loss fall clearly within 100 steps
     assert healthy.rule_lr is not None and 1e-4 <= healthy.rule_lr <= 1.0
-    assert any(t["diverged"] for t in healthy.rule_trials) or healthy.rule_trials[0]["passed"]
+    assert healthy.rule_trials[0]["lr"] == healthy.suggestion  # asked of the suggestion first
+    passed = [t for t in healthy.rule_trials if t["passed"]]
+    assert passed and passed[0]["lr"] == healthy.rule_lr and passed[0]["steps"] <= 100
     finding = check_lr(healthy, "lr_range.png")
     assert finding.check == "lr_range" and finding.status == "ok"
     assert finding.figures == ("lr_range.png",)
     assert finding.values["suggested_lr"] == healthy.suggestion
     assert "\n" not in finding.summary
+
+
+def test_later_seeds_start_three_decades_below_the_first_minimum(healthy):
+    first, *rest = healthy.seeds
+    assert first.stop == "end" and len(first.lrs) == 100  # the whole grid
+    for s in rest:
+        assert len(s.lrs) < 80
+        assert np.allclose(s.lrs, first.lrs[len(first.lrs) - len(s.lrs) :])  # the same grid
+        assert 2.9 < math.log10(first.min_lr / s.lrs[0]) <= 3.0
+
+
+def test_narrowed_seeds_agree_with_full_sweeps(healthy):
+    full = lr_range_test(digits(), steps=100, seeds=(0, 1, 2), narrow=None, rule_iters=0)
+    assert full.shape == healthy.shape == "ok"
+    assert all(len(s.lrs) == 100 for s in full.seeds)
+    assert abs(math.log10(full.suggestion / healthy.suggestion)) < 0.5
+
+
+@pytest.mark.parametrize("start, direction", [(1e-7, "up"), (100.0, "down")])
+def test_the_rule_moves_a_decade_at_a_time(start: float, direction: str):
+    """A too-slow lr is followed by one 10x higher, a diverging one by one 10x lower."""
+    from trainlab.diagnosis.lr_finder import _rule_of_100, _trainer
+
+    trainer = _trainer(digits(), 0)
+    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with torch.no_grad():
+        x, y = next(iter(trainer.loader.epoch(0)))
+        start_loss = float(trainer.loss_fn(trainer.model(x), y))
+    lr, trials = _rule_of_100(trainer, state, start_loss, start, 1e3, 100, 6, 4.0)
+    lrs = [t["lr"] for t in trials]
+    factor = 10.0 if direction == "up" else 0.1
+    assert lrs == pytest.approx([start * factor**i for i in range(len(lrs))])
+    assert all(not t["passed"] for t in trials[:-1])
+    if direction == "up":
+        assert all(t["steps"] == 100 and not t["diverged"] for t in trials[:-1])
+    else:
+        assert trials[0]["diverged"] and trials[0]["steps"] <= 3
+    assert lr is not None and trials[-1]["passed"] and lr == lrs[-1]
 
 
 def test_an_lr_of_10_diverges_at_once():

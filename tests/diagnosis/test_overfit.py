@@ -69,3 +69,24 @@ def test_shuffled_labels_are_a_label_bug(shuffled_digits: Path):
 def test_failures_name_their_cause(overrides, cause):
     finding = _check(*overrides)
     assert finding.status == "fail" and cause in finding.advice, finding.line()
+
+
+def test_the_probe_reuses_the_runs_first_steps(tmp_path: Path):
+    """The overfit run's first 30 steps are the probe's real-label copy: training that copy
+    separately (as the probe did before sharing) gives the same loss drop."""
+    import copy
+
+    from trainlab.diagnosis.overfit import label_probe, optimizer_for, overfit_sample
+    from trainlab.train.loop import Trainer
+
+    plain = overfit_recipe(trainlab.resolve_recipe(None, MLP))
+    trainer = Trainer(plain, tmp_path / "run", progress=False)
+    sample = list(trainer.loader.epoch(0))[:5]
+    initial = copy.deepcopy(trainer.model)
+    run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, 30, 10, 0.0)
+    separate = label_probe(initial, lambda net: optimizer_for(trainer, net), trainer.loss_fn,
+                           sample, steps=30)  # fmt: skip
+    assert run.steps[-1] == 30
+    shared = (run.losses[0] - run.losses[-1]) / run.losses[0]
+    assert separate.real == pytest.approx(shared, rel=1e-5)
+    assert 0 < separate.permuted < separate.real

@@ -2,11 +2,11 @@
 off, a network must drive its training loss on a few batches to about zero. If it cannot, later
 tuning is pointless; the measurements say which usual cause it is.
 
-Besides the run itself, a probe trains two copies from the same initial weights for a few
-steps: one on the labels, one on a random permutation of them. Labels that carry information
-about the inputs are learned clearly faster than permuted ones; when they are not, the labels
-are most likely misaligned with the inputs (the lecture's "label bug"), even if the network
-manages to memorise them.
+Besides the run itself, a probe compares, from the same initial weights, the first steps of
+the run (on the labels) with as many steps on a random permutation of the labels. Labels that
+carry information about the inputs are learned clearly faster than permuted ones; when they are
+not, the labels are most likely misaligned with the inputs (the lecture's "label bug"), even if
+the network manages to memorise them.
 """
 
 from __future__ import annotations
@@ -133,13 +133,26 @@ class LabelProbe:
         return self.permuted > 0.05 and self.real <= 1.2 * self.permuted
 
 
+def _drop(start: float, end: float) -> float:
+    return (start - end) / start if math.isfinite(end) and start > 0 else 0.0
+
+
 def label_probe(
-    model: torch.nn.Module, make_optimizer, loss_fn, batches: list[Batch], steps: int = 30
+    model: torch.nn.Module,
+    make_optimizer,
+    loss_fn,
+    batches: list[Batch],
+    steps: int = 30,
+    real: float | None = None,
 ) -> LabelProbe:
-    """Train two copies of ``model`` for ``steps`` steps, on the labels and on a permutation."""
+    """Train copies of ``model`` for ``steps`` steps on a random permutation of the labels and,
+    unless its drop is given as ``real`` (the overfit run measures it), on the labels."""
     gen = torch.Generator().manual_seed(0)
     drops = []
     for permute in (False, True):
+        if real is not None and not permute:
+            drops.append(real)
+            continue
         net = copy.deepcopy(model)
         data = [
             (x, y[torch.randperm(len(y), generator=gen).to(y.device)] if permute else y)
@@ -147,8 +160,7 @@ def label_probe(
         ]
         start, _ = _measure(net, data, loss_fn)
         overfit_sample(net, make_optimizer(net), loss_fn, data, steps, every=steps, target_loss=0)
-        end, _ = _measure(net, data, loss_fn)
-        drops.append((start - end) / start if math.isfinite(end) and start > 0 else 0.0)
+        drops.append(_drop(start, _measure(net, data, loss_fn)[0]))
     return LabelProbe(*drops)
 
 
@@ -214,7 +226,9 @@ def optimizer_for(trainer: Any, model: torch.nn.Module) -> torch.optim.Optimizer
     )
 
 
-def run_overfit_check(recipe: Recipe, batches: int = 5, max_steps: int = 300) -> Finding:
+def run_overfit_check(
+    recipe: Recipe, batches: int = 5, max_steps: int = 300, probe_steps: int = 30
+) -> Finding:
     """Check 2 on a recipe: its model and optimiser, regularisation off, ``batches`` batches."""
     from trainlab.train.loop import Trainer
 
@@ -226,9 +240,19 @@ def run_overfit_check(recipe: Recipe, batches: int = 5, max_steps: int = 300) ->
         sample.append(batch)
         if len(sample) == batches:
             break
-    probe = label_probe(
-        trainer.model, lambda net: optimizer_for(trainer, net), trainer.loss_fn, sample
-    )
+    initial = copy.deepcopy(trainer.model)
     run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, max_steps)
+    # the run's first steps are the probe's real-label copy (same weights, optimiser, batches):
+    # only the permuted copy trains again, for as many steps as the run had measured by then
+    measured = [i for i, step in enumerate(run.steps) if 0 < step <= probe_steps]
+    k = measured[-1] if measured else min(1, len(run.steps) - 1)
+    probe = label_probe(
+        initial,
+        lambda net: optimizer_for(trainer, net),
+        trainer.loss_fn,
+        sample,
+        steps=max(run.steps[k], 1),
+        real=_drop(run.losses[0], run.losses[k]),
+    )
     expected = math.log(trainer.num_classes) if plain.loss.name == "cross_entropy" else None
     return check_overfit(run, probe, trainer.base_lr, expected)
