@@ -16,6 +16,7 @@ Built-in datasets:
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -171,6 +172,14 @@ def digits(cfg: DataConfig) -> RawData:
 @DATASETS.register("mnist1d")
 def mnist1d(cfg: DataConfig) -> RawData:
     """MNIST-1D (Greydanus, 2020): 4,000 / 1,000 length-40 sequences from make_dataset()."""
+    x, y, x_test, y_test = (a.copy() for a in _mnist1d_arrays())
+    return RawData(x, y, x_test, y_test, [str(c) for c in range(10)], "mnist1d")
+
+
+@functools.cache
+def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
+    """The generated arrays, once per process: make_dataset has no arguments that vary (it
+    seeds itself) and takes 1-2 s, which the doctor paid for each of its six model copies."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     py_state, np_state = random.getstate(), np.random.get_state()
@@ -180,7 +189,7 @@ def mnist1d(cfg: DataConfig) -> RawData:
         random.setstate(py_state)
         np.random.set_state(np_state)
     x, x_test = data["x"].astype(np.float32)[:, None], data["x_test"].astype(np.float32)[:, None]
-    return RawData(x, data["y"], x_test, data["y_test"], [str(c) for c in range(10)], "mnist1d")
+    return x, data["y"], x_test, data["y_test"]
 
 
 @DATASETS.register("spiral")

@@ -318,7 +318,12 @@ def _sequence_panels(plt, splits, names, shown, per_class, seed):  # type: ignor
         ax.grid(alpha=0.3)
     for j in range(len(shown), nrows * ncols):
         axes[j // ncols, j % ncols].axis("off")
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    # fixed margins: tight_layout measured every label of every panel (0.2 s of 0.5)
+    height = fig.get_figheight()
+    fig.subplots_adjust(
+        left=0.35 / fig.get_figwidth() * 2, right=0.99, bottom=0.35 / height,
+        top=1 - 0.75 / height, wspace=0.12, hspace=0.45 * 1.9 / (1.9 - 0.45),
+    )  # fmt: skip
     return fig
 
 

@@ -49,7 +49,8 @@ def plot_layers(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    # fixed margins (tight_layout costs a third of the figure's time and the layout is fixed)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.92, wspace=0.22)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -730,7 +730,7 @@ def plot_lr_sweep(sweep: LRSweep, path: str | Path) -> Path:
     ax.set_title(f"{title} ({sweep.optimizer}, {len(sweep.seeds)} seeds, x = stopped)")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92)  # fixed: no tight_layout
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
