@@ -136,6 +136,18 @@ def test_seed_suggestions_far_apart_are_too_noisy(healthy):
     assert finding.status == "warn" and "too noisy" in finding.summary
 
 
+def test_a_suggestion_failing_the_rule_is_a_warning(healthy):
+    import dataclasses
+
+    slow = [{"lr": healthy.suggestion, "steps": 100, "final_loss": 2.0, "diverged": False,
+             "passed": False}]  # fmt: skip
+    failed = dataclasses.replace(healthy, rule_lr=None, rule_trials=tuple(slow))
+    finding = check_lr(failed)
+    assert finding.status == "warn" and "does not pass the lecture's rule" in finding.advice
+    assert "no lr tried" in finding.summary
+    assert check_lr(healthy).status == "ok"
+
+
 def test_global_rng_untouched_and_deterministic(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     random.seed(123)

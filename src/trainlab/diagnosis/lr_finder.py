@@ -674,6 +674,14 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
             figures,
         )
     status, advice = ("ok", "") if current_lr is None else _judge_current(sweep, current_lr)
+    if status == "ok" and sweep.rule_trials and sweep.rule_lr is None:
+        status, advice = (
+            "warn",
+            (
+                f"the suggestion does not pass the lecture's rule (a clear drop within "
+                f"{sweep.rule_iters} steps): confirm it with a short grid of real runs around it"
+            ),
+        )
     return Finding("lr_range", status, f"{measured}{rule}", advice, values, figures)
 
 
