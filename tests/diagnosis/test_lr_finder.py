@@ -85,6 +85,40 @@ def test_the_rule_moves_a_decade_at_a_time(start: float, direction: str):
     assert lr is not None and trials[-1]["passed"] and lr == lrs[-1]
 
 
+def test_a_narrowed_seed_that_blows_up_is_swept_again_in_full(monkeypatch):
+    """Seeds 2 and 3 forced to start at lr ~1 (where digits diverges): each is swept again from
+    min_lr, so the shape is judged on the whole range as before narrowing."""
+    from trainlab.diagnosis import lr_finder
+
+    monkeypatch.setattr(lr_finder, "_start_index", lambda lrs, first, narrow: len(lrs) - 12)
+    sweep = lr_range_test(digits(), steps=100, seeds=(0, 1, 2), rule_iters=0)
+    assert [len(s.lrs) for s in sweep.seeds] == [100, 100, 100]
+    assert all(s.lrs[0] == pytest.approx(1e-7) for s in sweep.seeds)
+    assert sweep.shape == "ok"
+
+
+def test_the_rule_goes_down_after_a_rising_try(monkeypatch):
+    """A try that neither passes nor diverges but ends above its start is too high, not too
+    slow: the next try is 10x lower."""
+    from trainlab.diagnosis import lr_finder
+
+    def fake_try(trainer, state, lr, start_loss, iters, diverge):
+        passed = lr < 1e-2
+        final = 0.5 * start_loss if passed else 1.5 * start_loss
+        return {"lr": lr, "steps": 10 if passed else iters, "final_loss": final,
+                "diverged": False, "passed": passed}  # fmt: skip
+
+    monkeypatch.setattr(lr_finder, "_rule_try", fake_try)
+    lr, trials = lr_finder._rule_of_100(None, {}, 2.0, 0.05, 10.0, 100, 3, 4.0)
+    assert [t["lr"] for t in trials] == pytest.approx([0.05, 0.005])
+    assert lr == pytest.approx(0.005)
+
+
+def test_rule_iters_below_its_window_is_refused():
+    with pytest.raises(ValueError, match="rule_iters=5"):
+        lr_range_test(digits(), steps=20, seeds=(0,), rule_iters=5)
+
+
 def test_an_lr_of_10_diverges_at_once():
     sweep = lr_range_test(digits(), min_lr=10, max_lr=1000, steps=30, seeds=(0, 1), rule_iters=0)
     assert sweep.shape == "diverges_at_once"

@@ -90,3 +90,55 @@ def test_the_probe_reuses_the_runs_first_steps(tmp_path: Path):
     shared = (run.losses[0] - run.losses[-1]) / run.losses[0]
     assert separate.real == pytest.approx(shared, rel=1e-5)
     assert 0 < separate.permuted < separate.real
+
+
+def test_the_check_passes_the_runs_own_drop_to_the_probe(monkeypatch, tmp_path: Path):
+    """run_overfit_check wires the run's drop at step 30 into the probe, which then trains only
+    the permuted copy for 30 steps."""
+    import copy
+
+    from trainlab.diagnosis import overfit
+
+    recipe = trainlab.resolve_recipe(None, MLP)
+    seen = {}
+    real_probe = overfit.label_probe
+
+    def spy(model, make_optimizer, loss_fn, batches, steps=30, real=None):
+        seen.update(steps=steps, real=real)
+        separate = real_probe(copy.deepcopy(model), make_optimizer, loss_fn, batches, steps)
+        seen["separate"] = separate.real
+        return real_probe(model, make_optimizer, loss_fn, batches, steps, real)
+
+    monkeypatch.setattr(overfit, "label_probe", spy)
+    finding = run_overfit_check(recipe)
+    assert finding.values["steps"] > 30  # the run went on past the probe's 30 steps
+    assert seen["steps"] == 30
+    assert seen["real"] == pytest.approx(seen["separate"], rel=1e-5)
+    assert finding.values["probe_drop_labels"] == seen["real"]
+
+
+def test_mnist1d_memorised_fast_is_not_a_label_bug():
+    """A model that memorises permuted labels too (98% vs 90% drop in 30 steps) still learns
+    the real ones clearly faster: 2% of the loss left against 10%."""
+    from trainlab.recipe import DEFAULT_RECIPE
+
+    path = DEFAULT_RECIPE.parent / "mnist1d.yaml"
+    finding = run_overfit_check(trainlab.resolve_recipe(path, ["training.progress=false"]))
+    assert finding.status == "ok", finding.line()
+    assert finding.values["probe_drop_permuted"] > 0.5  # the probe was informative
+
+
+@pytest.mark.parametrize(
+    "real, permuted, bug",
+    [
+        (0.3, 0.3, True),  # shuffled labels: the same drop
+        (0.98, 0.9, False),  # MNIST-1D: both memorised, the labels' rest 5x lower
+        (0.5, 0.3, False),  # a clearly larger drop
+        (0.9, 0.88, True),  # neither larger nor a clearly lower rest
+        (0.2, 0.01, False),  # permuted labels not learned at all: the probe says nothing
+    ],
+)
+def test_label_bug_rule(real: float, permuted: float, bug: bool):
+    from trainlab.diagnosis.overfit import LabelProbe
+
+    assert LabelProbe(real, permuted).label_bug is bug

@@ -429,7 +429,9 @@ def _start_index(lrs: np.ndarray, first: SeedSweep, narrow: float | None) -> int
     lr. Below that the lr is too small to move the weights (the steps before it add up to less
     than a thousandth of the lr spent up to the minimum), so the curve from there on is the one
     a full sweep draws, and the 3-4 decades skipped are a third of each sweep. The whole range
-    when the first seed found no healthy minimum: its shape must then be confirmed in full."""
+    when the first seed found no healthy minimum: its shape must then be confirmed in full (and
+    a narrowed seed that blows up within its first steps or finds no minimum is swept again in
+    full, so that every shape is judged on the whole range)."""
     if narrow is None or first.suggestion is None or first.min_lr is None:
         return 0
     return int(np.searchsorted(lrs, first.min_lr / 10**narrow))
@@ -479,9 +481,10 @@ def _rule_of_100(
     """Lecture 002's rule, asked of the suggestion: does the loss drop clearly (RULE_DROP) within
     ``iters`` steps at it? A try stops as soon as it does, so a good lr costs a few dozen steps
     (the earlier version trained every decade for the full ``iters``: 300 of the doctor's 700
-    steps). A try that diverges is followed by one 10x lower, one too slow by one 10x higher
-    (below ``top_lr``, where the sweeps stopped); at most ``tries`` tries. The rule's lr is the
-    first that passes."""
+    steps). A try that diverges or ends 10% above its start is followed by one 10x lower, one that
+    falls too slowly by one 10x higher (moves to ``top_lr``, where the sweeps stopped, or above
+    are not made; the suggestion itself is always tried); at most ``tries`` tries. The rule's lr
+    is the first that passes."""
     trials: list[dict[str, Any]] = []
     lr = suggestion
     while len(trials) < tries:
@@ -489,7 +492,8 @@ def _rule_of_100(
         trials.append(trial)
         if trial["passed"]:
             return lr, trials
-        lr = lr / 10 if trial["diverged"] else lr * 10
+        rising = trial["diverged"] or trial["final_loss"] > 1.1 * start_loss  # flat: too slow
+        lr = lr / 10 if rising else lr * 10
         if lr >= top_lr or any(math.isclose(lr, t["lr"]) for t in trials):
             break
     return None, trials
@@ -521,16 +525,25 @@ def lr_range_test(
         raise ValueError(f"steps={steps}: the sweep needs at least 5 steps")
     if not seeds:
         raise ValueError("seeds: give at least one seed")
+    if 0 < rule_iters < 10:
+        raise ValueError(f"rule_iters={rule_iters}: the rule averages the last 10 steps (0: skip)")
     lrs = min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
     steps_per_decade = (steps - 1) / math.log10(max_lr / min_lr)
     early = max(5, steps // 10)
     with preserved_global_state():
         results, first = [], None
         for seed in seeds:
-            grid = lrs[_start_index(lrs, results[0], narrow) if results else 0 :]
-            losses, smoothed, stop, trainer = _sweep_one(recipe, seed, grid, beta, diverge)
-            chance = _chance_loss(trainer)
-            results.append(_analyse(seed, grid, losses, smoothed, stop, steps_per_decade, chance))
+            start = _start_index(lrs, results[0], narrow) if results else 0
+            while True:
+                grid = lrs[start:]
+                losses, smoothed, stop, trainer = _sweep_one(recipe, seed, grid, beta, diverge)
+                chance = _chance_loss(trainer)
+                result = _analyse(seed, grid, losses, smoothed, stop, steps_per_decade, chance)
+                stopped_early = stop != "end" and len(losses) <= early
+                if start == 0 or (result.suggestion is not None and not stopped_early):
+                    break
+                start = 0  # a narrowed seed that blew up or found nothing: judge it in full
+            results.append(result)
             if first is None:
                 first = trainer
         shape, spread, noise_to_drop = _shape(results, early)

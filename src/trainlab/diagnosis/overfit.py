@@ -129,8 +129,12 @@ class LabelProbe:
 
     @property
     def label_bug(self) -> bool:
-        """Permuted labels are learned (the probe is informative) and the real ones no faster."""
-        return self.permuted > 0.05 and self.real <= 1.2 * self.permuted
+        """Permuted labels are learned (the probe is informative) and the real ones no faster:
+        neither a drop 20% larger nor a remaining loss 30% lower. The second matters for a model
+        that memorises both: on MNIST-1D 30 steps leave 2.2% of the loss on the labels and 10%
+        on a permutation, drops of 98% and 90% (the drops alone called that a label bug)."""
+        faster = self.real > 1.2 * self.permuted or 1 - self.real < 0.7 * (1 - self.permuted)
+        return self.permuted > 0.05 and not faster
 
 
 def _drop(start: float, end: float) -> float:
