@@ -142,3 +142,17 @@ def test_label_bug_rule(real: float, permuted: float, bug: bool):
     from trainlab.diagnosis.overfit import LabelProbe
 
     assert LabelProbe(real, permuted).label_bug is bug
+
+
+def test_a_slow_start_is_not_a_label_bug():
+    """A sigmoid convnet without normalisation sits on a plateau for its first steps (7% drop
+    in 30 steps, on real and permuted labels alike) and fits the sample later: the probe waits
+    until the real labels' loss has fallen 25% before it compares."""
+    finding = run_overfit_check(
+        trainlab.resolve_recipe(
+            None, ["training.progress=false", "model.norm=none", "model.activation=sigmoid"]
+        )
+    )
+    assert "aligned with the inputs" not in finding.advice, finding.line()
+    assert finding.values["probe_drop_labels"] >= 0.25
+    assert finding.values["probe_drop_labels"] > 1.2 * finding.values["probe_drop_permuted"]

@@ -2,8 +2,9 @@
 off, a network must drive its training loss on a few batches to about zero. If it cannot, later
 tuning is pointless; the measurements say which usual cause it is.
 
-Besides the run itself, a probe compares, from the same initial weights, the first steps of
-the run (on the labels) with as many steps on a random permutation of the labels. Labels that
+Besides the run itself, a probe compares, from the same initial weights, the run on the labels
+(up to where its loss has fallen 25%, 30 steps at least) with as many steps on a random
+permutation of the labels. Labels that
 carry information about the inputs are learned clearly faster than permuted ones; when they are
 not, the labels are most likely misaligned with the inputs (the lecture's "label bug"), even if
 the network manages to memorise them.
@@ -230,6 +231,22 @@ def optimizer_for(trainer: Any, model: torch.nn.Module) -> torch.optim.Optimizer
     )
 
 
+PROBE_DROP = 0.25  # the labels' loss must have fallen this much before the probe compares
+
+
+def _probe_point(run: OverfitRun, probe_steps: int) -> int:
+    """The run's measurement the label probe compares against: the first at or after
+    ``probe_steps`` where the loss has fallen PROBE_DROP (the run's first steps are the probe's
+    real-label copy: same weights, optimiser and batches, so only the permuted copy trains
+    again, for as many steps), else the last. Comparing earlier reads nothing: a sigmoid net
+    still on its initial plateau drops 7% in 30 steps on real and permuted labels alike, and
+    was called a label bug, though it fits the sample later."""
+    for i, step in enumerate(run.steps):
+        if step >= probe_steps and _drop(run.losses[0], run.losses[i]) >= PROBE_DROP:
+            return i
+    return len(run.steps) - 1
+
+
 def run_overfit_check(
     recipe: Recipe, batches: int = 5, max_steps: int = 300, probe_steps: int = 30
 ) -> Finding:
@@ -246,10 +263,7 @@ def run_overfit_check(
             break
     initial = copy.deepcopy(trainer.model)
     run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, max_steps)
-    # the run's first steps are the probe's real-label copy (same weights, optimiser, batches):
-    # only the permuted copy trains again, for as many steps as the run had measured by then
-    measured = [i for i, step in enumerate(run.steps) if 0 < step <= probe_steps]
-    k = measured[-1] if measured else min(1, len(run.steps) - 1)
+    k = _probe_point(run, probe_steps)
     probe = label_probe(
         initial,
         lambda net: optimizer_for(trainer, net),
