@@ -4,10 +4,9 @@ tuning is pointless; the measurements say which usual cause it is.
 
 Besides the run itself, a probe compares, from the same initial weights, the run on the labels
 (up to where its loss has fallen 25%, 30 steps at least) with as many steps on a random
-permutation of the labels. Labels that
-carry information about the inputs are learned clearly faster than permuted ones; when they are
-not, the labels are most likely misaligned with the inputs (the lecture's "label bug"), even if
-the network manages to memorise them.
+permutation of the labels. Labels that carry information about the inputs are learned clearly
+faster than permuted ones; when they are not, the labels are most likely misaligned with the
+inputs (the lecture's "label bug"), even if the network manages to memorise them.
 """
 
 from __future__ import annotations
