@@ -145,9 +145,25 @@ def test_labels_unrelated_to_inputs_show_no_descent(shuffled_digits: Path):
     recipe = digits(f"data={{name: npz, path: '{shuffled_digits}'}}", "augment=[]")
     sweep = lr_range_test(recipe, steps=60, seeds=(0, 1), rule_iters=0)
     assert sweep.shape == "no_descent", [s.drop for s in sweep.seeds]
+    assert sweep.steps == 180 and sweep.extra["lengthened_from"] == 60  # confirmed, longer
     finding = check_lr(sweep)
     assert finding.status == "fail" and "no descent" in finding.summary
+    assert "60 and 180 steps" in finding.summary
     assert "labels" in finding.advice
+
+
+def test_a_slow_start_is_confirmed_with_a_longer_sweep_not_failed():
+    """Group norm on digits: 7% below the class prior in 100 steps, 57-66% in 300; it trains
+    to 98.6% with the recipe. The longer sweep's reading stands."""
+    sweep = lr_range_test(
+        trainlab.resolve_recipe(None, ["model.norm=group"]), seeds=(0, 1), rule_iters=0
+    )
+    assert sweep.shape == "ok" and sweep.steps == 300
+    assert sweep.extra["lengthened_from"] == 100
+    assert 1e-3 <= sweep.suggestion <= 3e-2
+    finding = check_lr(sweep)
+    assert finding.status == "ok" and "slow start" in finding.summary
+    assert finding.values["lengthened_from"] == 100
 
 
 def test_a_range_too_low_shows_no_descent():

@@ -57,6 +57,7 @@ version) cost 300 of the doctor's 700 steps for the same answer on digits (0.01)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -146,6 +147,7 @@ class LRSweep:
             "max_lr": self.max_lr,
             "steps": self.steps,
             "optimizer": self.optimizer,
+            "lengthened_from": self.extra.get("lengthened_from"),
             "seeds": [
                 {
                     "seed": s.seed,
@@ -511,6 +513,7 @@ def lr_range_test(
     rule_iters: int = 100,
     rule_tries: int = 3,
     narrow: float | None = 3.0,
+    lengthen: int = 3,
 ) -> LRSweep:
     """Smith's lr range test on ``recipe`` over ``seeds``, and lecture 002's 100-iteration rule.
 
@@ -518,7 +521,36 @@ def lr_range_test(
     determinism switches as they were. ``rule_iters=0`` skips the 100-iteration rule. Seeds
     after the first start ``narrow`` decades below the first seed's minimum-loss lr, on the
     same grid (``None``: every seed sweeps the whole range); see ``_start_index``.
+
+    "No descent" is confirmed before it is reported: the test runs again with ``lengthen``
+    times the steps (1: no second run) and that result stands (``extra["lengthened_from"]``
+    says so). A model that starts slowly gets only a few dozen steps at useful lrs in a
+    100-step sweep: group norm on digits falls 7% below the class prior there and 57-66% in a
+    300-step sweep, and trains to 98.6%; labels unrelated to the inputs fall in neither.
     """
+    kwargs = dict(beta=beta, diverge=diverge, rule_iters=rule_iters, rule_tries=rule_tries,
+                  narrow=narrow)  # fmt: skip
+    sweep = _range_test(recipe, min_lr, max_lr, steps, seeds, **kwargs)
+    if sweep.shape != "no_descent" or lengthen <= 1:
+        return sweep
+    longer = _range_test(recipe, min_lr, max_lr, steps * lengthen, seeds, **kwargs)
+    return dataclasses.replace(longer, extra={**longer.extra, "lengthened_from": steps})
+
+
+def _range_test(
+    recipe: Recipe,
+    min_lr: float,
+    max_lr: float,
+    steps: int,
+    seeds: Sequence[int],
+    *,
+    beta: float,
+    diverge: float,
+    rule_iters: int,
+    rule_tries: int,
+    narrow: float | None,
+) -> LRSweep:
+    """One run of the range test and the rule (see ``lr_range_test``)."""
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
     if steps < 5:
@@ -634,6 +666,8 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
     figures = (figure,) if figure else ()
     rule = f"; {_rule_text(sweep)}" if sweep.rule_trials else ""
     seeds = len(sweep.seeds)
+    short = sweep.extra.get("lengthened_from")
+    sweeps = f"{seeds} seeds, {short} and {sweep.steps} steps" if short else f"{seeds} seeds"
     if sweep.shape == "diverges_at_once":
         n = [len(s.losses) for s in sweep.seeds]
         return Finding(
@@ -656,7 +690,7 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
             "fail",
             f"no descent: over lr {_fmt(sweep.min_lr)}..{_fmt(sweep.max_lr)} the smoothed loss "
             f"never falls more than {100 * drop:.0f}% below the lower of its start and "
-            f"{chance} ({seeds} seeds)",
+            f"{chance} ({sweeps})",
             "nothing in this range trains the model: check that the labels match the inputs "
             "(overfit a small sample), that the weights require grad and reach the optimiser, "
             "and the loss; or raise max_lr if the range is too low",
@@ -671,6 +705,8 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
     )
     if sweep.lr_scale != 1.0:
         measured += f" (optimizer.lr {_fmt(sweep.recipe_lr)} before batch-size scaling)"
+    if short:
+        measured += f" (a slow start: no descent in {short} steps, read off {sweep.steps})"
     if sweep.shape == "too_noisy":
         why = (
             f"per-seed suggestions spread over {sweep.spread_decades:.1f} decades"
