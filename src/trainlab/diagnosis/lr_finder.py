@@ -693,7 +693,9 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
             f"{chance} ({sweeps})",
             "nothing in this range trains the model: check that the labels match the inputs "
             "(overfit a small sample), that the weights require grad and reach the optimiser, "
-            "and the loss; or raise max_lr if the range is too low",
+            "the loss, and whether the gradients vanish before the first layers (the layers "
+            "check: saturating units without normalisation); or raise max_lr if the range is "
+            "too low",
             values,
             figures,
         )
