@@ -48,11 +48,11 @@ The 100-iteration rule (lecture 002), asked of the suggestion. From the first se
 weights, train at the suggested lr (constant, the recipe's optimiser and weight decay) until the
 mean loss of the last 10 steps is 20% below the initial loss; it passes if that happens within
 ``rule_iters`` (100) steps without diverging, and the number of steps is reported. A try that
-diverges is followed by one 10x lower, one that is too slow by one 10x higher (never at or above
-where the sweeps stopped), ``rule_tries`` (3) tries at most; the rule's lr is the first that
-passes. Stopping a try as soon as it passes is what makes the rule cheap: on the default recipe
-it passes in about 10 steps, where training every decade lr for the full 100 steps (the first
-version) cost 300 of the doctor's 700 steps for the same answer on digits (0.01).
+diverges or ends 10% above its start is followed by one 10x lower, one that falls too slowly by
+one 10x higher (never at or above where the sweeps stopped), ``rule_tries`` (3) tries at most;
+the rule's lr is the first that passes. Stopping a try as soon as it passes is what makes the
+rule cheap: on the default recipe it passes in about 10 steps, where training every decade lr
+for the full 100 steps (the first version) cost 300 of the doctor's 700 steps to find 0.01.
 """
 
 from __future__ import annotations
