@@ -89,3 +89,32 @@ def test_loading_mnist1d_does_not_reseed_the_global_generators():
     np.random.seed(5)
     DATASETS.get("mnist1d").factory(DataConfig(name="mnist1d"))
     assert (random.random(), np.random.rand()) == expected
+
+
+def test_digits_read_without_sklearn_equal_load_digits():
+    """The CSV read (no scikit-learn import, ~1 s saved per run) gives load_digits' arrays, in a
+    process where scikit-learn has not been imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from trainlab.data.datasets import _digits_arrays\n"
+        "images, target = _digits_arrays()\n"
+        "assert 'sklearn' not in sys.modules\n"
+        "from sklearn.datasets import load_digits\n"
+        "b = load_digits()\n"
+        "assert np.array_equal(images, b.images) and np.array_equal(target, b.target)\n"
+        "assert images.dtype == b.images.dtype and target.dtype == b.target.dtype\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_mnist1d_arrays_are_copies():
+    """The generated MNIST-1D is cached per process; each load gets its own arrays."""
+    from trainlab.data.datasets import mnist1d
+
+    first = mnist1d(DataConfig(name="mnist1d"))
+    first.x_train[:] = 0
+    second = mnist1d(DataConfig(name="mnist1d"))
+    assert second.x_train.any()

@@ -230,3 +230,37 @@ def test_a_block_drops_its_branch_for_one_minus_p_l_of_the_examples():
         assert dropped.float().mean().item() == pytest.approx(drop, abs=5 * math.sqrt(0.25 / 2000))
         kept = block.act2(branch / (1 - drop) + block.shortcut(x))  # inverted: kept scaled
         torch.testing.assert_close(out[~dropped], kept[~dropped])
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_branch_drop_draws_what_torchvision_draws(p: float):
+    """BranchDrop is torchvision's StochasticDepth(p, "row") without importing torchvision.ops
+    at start-up: same output and same gradient from the same generator state, in training;
+    the identity at eval."""
+    from torchvision.ops import StochasticDepth
+
+    from trainlab.nn.regularizers import BranchDrop
+
+    x = torch.randn(64, 3, 4, 4, requires_grad=True)
+    ours, theirs = BranchDrop(p), StochasticDepth(p, "row")
+    torch.manual_seed(7)
+    a = ours(x)
+    (ga,) = torch.autograd.grad(a.square().sum(), x)
+    torch.manual_seed(7)
+    b = theirs(x)
+    (gb,) = torch.autograd.grad(b.square().sum(), x)
+    assert torch.equal(a, b) and torch.equal(ga, gb)
+    ours.eval()
+    assert ours(x) is x
+
+
+def test_trainlab_starts_without_torchvision_ops():
+    """Importing the training loop does not import torchvision.ops (and torch._dynamo with it)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trainlab.train.loop, trainlab.nn.regularizers\n"
+        "assert 'torchvision.ops' not in sys.modules, 'torchvision.ops imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
