@@ -255,7 +255,8 @@ def test_branch_drop_draws_what_torchvision_draws(p: float):
 
 
 def test_trainlab_starts_without_torchvision_ops():
-    """Importing the training loop does not import torchvision.ops (and torch._dynamo with it)."""
+    """Importing the training loop does not import torchvision.ops (and torch._dynamo with it):
+    `trainlab list` and `trainlab evaluate` build no optimiser and need neither."""
     import subprocess
     import sys
 

@@ -11,7 +11,8 @@
   decay; :class:`BranchDrop` is torchvision's ``StochasticDepth(p, "row")`` (the same draws, tested
   against it) plus a forward-hook method, so it can also drop the residual branch of
   torchvision's own blocks. Written here rather than subclassed because importing
-  ``torchvision.ops`` imports ``torch._dynamo``: 1.1 s at every start of ``trainlab``.
+  ``torchvision.ops`` imports ``torch._dynamo`` (1.5 s): every ``trainlab`` command paid it,
+  where only those that build a torch optimiser need it (``add_param_group`` imports it).
 """
 
 from __future__ import annotations
