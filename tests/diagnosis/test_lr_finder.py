@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -155,15 +156,37 @@ def test_labels_unrelated_to_inputs_show_no_descent(shuffled_digits: Path):
 def test_a_slow_start_is_confirmed_with_a_longer_sweep_not_failed():
     """Group norm on digits: 7% below the class prior in 100 steps, 57-66% in 300; it trains
     to 98.6% with the recipe. The longer sweep's reading stands."""
-    sweep = lr_range_test(
-        trainlab.resolve_recipe(None, ["model.norm=group"]), seeds=(0, 1), rule_iters=0
-    )
+    sweep = lr_range_test(trainlab.resolve_recipe(None, ["model.norm=group"]), seeds=(0, 1))
     assert sweep.shape == "ok" and sweep.steps == 300
     assert sweep.extra["lengthened_from"] == 100
+    # the rule ran once, on the result that stands: its suggestion
+    assert sweep.rule_trials and sweep.rule_trials[0]["lr"] == sweep.suggestion
     assert 1e-3 <= sweep.suggestion <= 3e-2
     finding = check_lr(sweep)
     assert finding.status == "ok" and "slow start" in finding.summary
     assert finding.values["lengthened_from"] == 100
+
+
+def test_a_failed_sweep_gets_no_rule_tries(shuffled_digits: Path):
+    recipe = digits(f"data={{name: npz, path: '{shuffled_digits}'}}", "augment=[]")
+    sweep = lr_range_test(recipe, steps=30, seeds=(0,), lengthen=1)
+    assert sweep.shape == "no_descent" and sweep.rule_trials == ()
+
+
+def test_a_longer_sweep_that_diverges_keeps_the_no_descent(monkeypatch):
+    """Over the same lrs the shorter sweep did not diverge: its reading stands, with a note."""
+    from trainlab.diagnosis import lr_finder
+
+    real = lr_finder._range_test
+
+    def longer_diverges(recipe, min_lr, max_lr, steps, seeds, **kw):
+        sweep = real(recipe, min_lr, max_lr, steps, seeds, **kw)
+        return dataclasses.replace(sweep, shape="diverges_at_once") if steps > 30 else sweep
+
+    monkeypatch.setattr(lr_finder, "_range_test", longer_diverges)
+    sweep = lr_range_test(digits(), min_lr=1e-9, max_lr=1e-7, steps=30, seeds=(0,), rule_iters=0)
+    assert sweep.shape == "no_descent" and sweep.steps == 30
+    assert sweep.extra == {"longer_shape": "diverges_at_once"}
 
 
 def test_a_range_too_low_shows_no_descent():

@@ -524,17 +524,49 @@ def lr_range_test(
 
     "No descent" is confirmed before it is reported: the test runs again with ``lengthen``
     times the steps (1: no second run) and that result stands (``extra["lengthened_from"]``
-    says so). A model that starts slowly gets only a few dozen steps at useful lrs in a
+    says so), unless it diverges at once: over the same lrs the shorter sweep did not, so its
+    "no descent" stands (``extra["longer_shape"]``). The rule runs once, on the result that
+    stands. A model that starts slowly gets only a few dozen steps at useful lrs in a
     100-step sweep: group norm on digits falls 7% below the class prior there and 57-66% in a
     300-step sweep, and trains to 98.6%; labels unrelated to the inputs fall in neither.
     """
-    kwargs = dict(beta=beta, diverge=diverge, rule_iters=rule_iters, rule_tries=rule_tries,
-                  narrow=narrow)  # fmt: skip
+    if 0 < rule_iters < 10:
+        raise ValueError(f"rule_iters={rule_iters}: the rule averages the last 10 steps (0: skip)")
+    kwargs = dict(beta=beta, diverge=diverge, narrow=narrow)
     sweep = _range_test(recipe, min_lr, max_lr, steps, seeds, **kwargs)
-    if sweep.shape != "no_descent" or lengthen <= 1:
+    if sweep.shape == "no_descent" and lengthen > 1:
+        longer = _range_test(recipe, min_lr, max_lr, steps * lengthen, seeds, **kwargs)
+        if longer.shape == "diverges_at_once":  # not what "no descent" over the range meant
+            sweep = dataclasses.replace(sweep, extra={"longer_shape": longer.shape})
+        else:
+            sweep = dataclasses.replace(longer, extra={"lengthened_from": steps})
+    if rule_iters == 0:
         return sweep
-    longer = _range_test(recipe, min_lr, max_lr, steps * lengthen, seeds, **kwargs)
-    return dataclasses.replace(longer, extra={**longer.extra, "lengthened_from": steps})
+    return _with_rule(recipe, sweep, seeds[0], rule_iters, rule_tries, diverge)
+
+
+def _with_rule(
+    recipe: Recipe, sweep: LRSweep, seed: int, iters: int, tries: int, diverge: float
+) -> LRSweep:
+    """The sweep with lecture 002's rule asked of its suggestion, from the initial weights of
+    its first seed; no tries when the sweep failed ("no descent", "diverges at once") or has no
+    suggestion. The tries never go at or above where the sweeps stopped (or the range's top)."""
+    first = sweep.seeds[0]
+    trials: list[dict[str, Any]] = []
+    rule_lr = None
+    trusted = sweep.shape in ("ok", "too_noisy")  # a failed sweep's suggestion means nothing
+    if trusted and sweep.suggestion is not None and math.isfinite(first.start_loss):
+        ends = [s.lrs[-1] for s in sweep.seeds if s.stop != "end"]
+        top = sweep.max_lr
+        if len(ends) * 2 > len(sweep.seeds):
+            top = min(top, _geo_median(ends))
+        with preserved_global_state():
+            init = _trainer(recipe, seed)  # the same initial weights as the first sweep
+            state = {k: v.clone() for k, v in init.model.state_dict().items()}
+            rule_lr, trials = _rule_of_100(
+                init, state, first.start_loss, sweep.suggestion, top, iters, tries, diverge
+            )
+    return dataclasses.replace(sweep, rule_lr=rule_lr, rule_iters=iters, rule_trials=tuple(trials))
 
 
 def _range_test(
@@ -546,19 +578,15 @@ def _range_test(
     *,
     beta: float,
     diverge: float,
-    rule_iters: int,
-    rule_tries: int,
     narrow: float | None,
 ) -> LRSweep:
-    """One run of the range test and the rule (see ``lr_range_test``)."""
+    """One run of the range test, without the rule (see ``lr_range_test``)."""
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr} and {max_lr}")
     if steps < 5:
         raise ValueError(f"steps={steps}: the sweep needs at least 5 steps")
     if not seeds:
         raise ValueError("seeds: give at least one seed")
-    if 0 < rule_iters < 10:
-        raise ValueError(f"rule_iters={rule_iters}: the rule averages the last 10 steps (0: skip)")
     lrs = min_lr * (max_lr / min_lr) ** (np.arange(steps) / (steps - 1))
     steps_per_decade = (steps - 1) / math.log10(max_lr / min_lr)
     early = max(5, steps // 10)
@@ -587,17 +615,6 @@ def _range_test(
             if ranges and suggestion is not None
             else None
         )
-        rule_lr, trials = None, []
-        if rule_iters > 0 and suggestion is not None and math.isfinite(results[0].start_loss):
-            # no try at or above where the sweeps stopped (or the top of the range)
-            ends = [s.lrs[-1] for s in results if s.stop != "end"]
-            top = min(max_lr, _geo_median(ends)) if len(ends) * 2 > len(results) else max_lr
-            init = _trainer(recipe, seeds[0])  # the same initial weights as the first sweep
-            state = {k: v.clone() for k, v in init.model.state_dict().items()}
-            rule_lr, trials = _rule_of_100(
-                init, state, results[0].start_loss, suggestion, top, rule_iters, rule_tries,
-                diverge,
-            )  # fmt: skip
     return LRSweep(
         seeds=tuple(results),
         shape=shape,
@@ -606,9 +623,8 @@ def _range_test(
         spread=(min(sugg), max(sugg)) if sugg else None,
         spread_decades=spread,
         noise_to_drop=noise_to_drop,
-        rule_lr=rule_lr,
-        rule_iters=rule_iters,
-        rule_trials=tuple(trials),
+        rule_lr=None,
+        rule_iters=0,
         min_lr=min_lr,
         max_lr=max_lr,
         steps=steps,

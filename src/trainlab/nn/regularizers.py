@@ -154,7 +154,10 @@ class BranchDrop(nn.Module):
     hook is a bound method, so ``copy.deepcopy`` of the model (EMA) binds it to the copy.
     """
 
-    mode = "row"  # one draw per example, as torchvision's "row" mode
+    @property
+    def mode(self) -> str:
+        """Always torchvision's "row" mode: one draw per example (read-only)."""
+        return "row"
 
     def __init__(self, p: float) -> None:
         super().__init__()
