@@ -151,21 +151,16 @@ def label_probe(
 ) -> LabelProbe:
     """Train copies of ``model`` for ``steps`` steps on a random permutation of the labels and,
     unless its drop is given as ``real`` (the overfit run measures it), on the labels."""
-    gen = torch.Generator().manual_seed(0)
-    drops = []
-    for permute in (False, True):
-        if real is not None and not permute:
-            drops.append(real)
-            continue
+
+    def drop(data: list[Batch]) -> float:
         net = copy.deepcopy(model)
-        data = [
-            (x, y[torch.randperm(len(y), generator=gen).to(y.device)] if permute else y)
-            for x, y in batches
-        ]
         start, _ = _measure(net, data, loss_fn)
         overfit_sample(net, make_optimizer(net), loss_fn, data, steps, every=steps, target_loss=0)
-        drops.append(_drop(start, _measure(net, data, loss_fn)[0]))
-    return LabelProbe(*drops)
+        return _drop(start, _measure(net, data, loss_fn)[0])
+
+    gen = torch.Generator().manual_seed(0)
+    permuted = [(x, y[torch.randperm(len(y), generator=gen).to(y.device)]) for x, y in batches]
+    return LabelProbe(drop(batches) if real is None else real, drop(permuted))
 
 
 def check_overfit(
