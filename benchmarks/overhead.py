@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from trainlab.api import resolve_recipe
 from trainlab.data.loaders import DeviceLoader
-from trainlab.train.loop import Trainer
+from trainlab.engine.loop import Trainer
 
 CASES = {
     "digits-convnet": ["augment=[]", "training.batch_size=64"],

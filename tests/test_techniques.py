@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 import trainlab
+from trainlab.engine.loop import Trainer
 from trainlab.techniques import TECHNIQUES
-from trainlab.train.loop import Trainer
 
 
 @pytest.mark.parametrize("technique", TECHNIQUES, ids=lambda t: t.name)

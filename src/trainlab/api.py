@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from trainlab.engine import checkpoint as ckpt
 from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe, load_recipe
-from trainlab.train import checkpoint as ckpt
 
 __all__ = ["train", "evaluate", "doctor", "resolve_recipe", "augment_preview"]
 
@@ -86,7 +86,7 @@ def train(
     Everything is validated and the data is loaded before the folder is created, so a bad recipe
     or bad data leaves no half-made run behind and never touches an existing one.
     """
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
     if resume:
         if out is None:
@@ -115,7 +115,7 @@ def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> 
 
     ``weights``: ``final`` (what training ended with), ``best`` (best validation) or ``last``.
     """
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
     run = Path(run_dir)
     if not (run / "recipe.yaml").is_file():

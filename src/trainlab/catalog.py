@@ -5,6 +5,5 @@ is exactly one list of component families (``trainlab list`` prints them in this
 """
 
 from trainlab.data import augment, datasets, formats, preprocess  # noqa: F401
-from trainlab.nn import activations, init, models, norms  # noqa: F401
+from trainlab.nn import activations, init, losses, models, norms  # noqa: F401
 from trainlab.optim import optimizers, schedules  # noqa: F401
-from trainlab.train import losses  # noqa: F401

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from trainlab.data.augment import AUGMENTS, Pipeline
 from trainlab.data.augment.mixing import beta_per_sample, box_mask, cutmix_boxes
-from trainlab.train.losses import LOSSES
+from trainlab.nn.losses import LOSSES
 
 
 def _onehot(y: torch.Tensor, c: int = 10) -> torch.Tensor:

@@ -13,7 +13,7 @@ from torchvision.io import write_png
 import trainlab
 from trainlab.data.formats import ImageFiles
 from trainlab.data.loaders import DeviceLoader, WorkerLoader
-from trainlab.train.loop import Trainer
+from trainlab.engine.loop import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torchvision's write_png
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import trainlab
-from trainlab.train.loop import Trainer
+from trainlab.engine.loop import Trainer
 
 
 def mlp(

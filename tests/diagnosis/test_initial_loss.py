@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from trainlab.diagnosis.initial_loss import check_initial_loss, expected_initial_loss
-from trainlab.train.losses import LOSSES
+from trainlab.nn.losses import LOSSES
 
 
 def _restore(model, state):

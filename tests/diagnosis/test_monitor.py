@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
-from tests.train.test_loop import _Crash
+from tests.engine.test_loop import _Crash
+from trainlab.engine.loop import Trainer
 from trainlab.errors import TrainlabWarning
-from trainlab.train.loop import Trainer
 
 MLP = [
     "training.progress=false",
@@ -73,7 +73,7 @@ def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path, every: i
 
 
 def test_a_rollback_leaves_no_stale_hooks_and_the_run_finishes(tmp_path: Path):
-    from tests.train.test_nonfinite import BASE, _PoisonNextBatch
+    from tests.engine.test_nonfinite import BASE, _PoisonNextBatch
 
     recipe = trainlab.resolve_recipe(
         None,

@@ -77,7 +77,7 @@ def test_the_probe_reuses_the_runs_first_steps(tmp_path: Path):
     import copy
 
     from trainlab.diagnosis.overfit import label_probe, optimizer_for, overfit_sample
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
     plain = overfit_recipe(trainlab.resolve_recipe(None, MLP))
     trainer = Trainer(plain, tmp_path / "run", progress=False)

@@ -261,7 +261,7 @@ def test_trainlab_starts_without_torchvision_ops():
     import sys
 
     code = (
-        "import sys, trainlab.train.loop, trainlab.nn.regularizers\n"
+        "import sys, trainlab.engine.loop, trainlab.nn.regularizers\n"
         "assert 'torchvision.ops' not in sys.modules, 'torchvision.ops imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

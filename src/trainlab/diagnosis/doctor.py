@@ -103,7 +103,7 @@ def _run(
     seeds: tuple[int, ...],
     on_finding: Callable[[Finding], None] | None,
 ) -> list[Finding]:
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from torch import nn
 
 from trainlab.diagnosis.findings import Finding
 from trainlab.nn.init import WEIGHTED, _measuring  # the same "as training sees it" mode as LSUV
-from trainlab.train.losses import LOSSES
+from trainlab.nn.losses import LOSSES
 
 __all__ = ["check_initial_loss", "expected_initial_loss", "WARN_RATIO", "FAIL_RATIO"]
 

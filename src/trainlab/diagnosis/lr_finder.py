@@ -216,7 +216,7 @@ class _Stepper:
 
 
 def _trainer(recipe: Recipe, seed: int) -> Any:
-    from trainlab.train.loop import Trainer  # lazy: the loop imports the data stack
+    from trainlab.engine.loop import Trainer  # lazy: the loop imports the data stack
 
     rec = recipe.model_copy(update={"seed": seed, "schedule": ScheduleConfig(name="constant")})
     # the run folder is never created: a Trainer writes nothing before fit()
@@ -239,7 +239,7 @@ def _chance_loss(trainer: Any) -> float:
         counts = torch.bincount(y.long().flatten(), minlength=trainer.num_classes).double()
         prior = (counts / counts.sum()).clamp_min(1e-12)
         scores = prior.log()
-        from trainlab.train.loop import num_outputs
+        from trainlab.engine.loop import num_outputs
 
         if (
             num_outputs(trainer.recipe.loss.name, trainer.num_classes) == 1

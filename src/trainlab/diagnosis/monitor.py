@@ -28,13 +28,13 @@ from trainlab.diagnosis.activations import (
     output_stats,
 )
 from trainlab.diagnosis.gradients import GradStats, check_gradients
+from trainlab.engine.callbacks import JsonlLog
+from trainlab.engine.checkpoint import atomic_write
 from trainlab.errors import TrainlabWarning
 from trainlab.nn.init import WEIGHTED
-from trainlab.train.callbacks import JsonlLog
-from trainlab.train.checkpoint import atomic_write
 
 if TYPE_CHECKING:
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
 __all__ = ["LayerMonitor"]
 

@@ -245,7 +245,7 @@ def run_overfit_check(
     recipe: Recipe, batches: int = 5, max_steps: int = 300, probe_steps: int = 30
 ) -> Finding:
     """Check 2 on a recipe: its model and optimiser, regularisation off, ``batches`` batches."""
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
     plain = overfit_recipe(recipe)
     with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing before fit()

@@ -134,7 +134,7 @@ def _pipeline_text(recipe: Recipe) -> str:
 def _fit_inputs(x: Any, seed: int) -> torch.Tensor:
     """The raw training inputs the pipeline is fitted on, as in training (a subset of streamed
     image files: decoding all of them would make a preview slow)."""
-    from trainlab.train.loop import fit_sample
+    from trainlab.engine.loop import fit_sample
 
     return fit_sample(x, seed) if isinstance(x, np.ndarray) else fit_sample(x, seed, limit=2000)
 

@@ -11,8 +11,8 @@ import torch
 
 import trainlab
 from trainlab.data.augment import AUGMENTS
+from trainlab.engine.loop import Trainer
 from trainlab.errors import RecipeError
-from trainlab.train.loop import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainlab.train.penalties import weight_penalty
+from trainlab.optim.penalties import weight_penalty
 
 
 def test_penalty_values_and_gradients_match_the_formula():

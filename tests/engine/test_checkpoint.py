@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from trainlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.errors import CheckpointError, NonFiniteError, RunFolderError, TrainlabWarning
-from trainlab.train.checkpoint import load_checkpoint, save_checkpoint
 
 
 def _weights(value: float) -> dict[str, torch.Tensor]:
@@ -74,7 +74,7 @@ def test_a_file_size_limit_makes_the_save_fail_cleanly(tmp_path: Path):
         import resource, torch
         from pathlib import Path
         from trainlab.errors import CheckpointError
-        from trainlab.train.checkpoint import save_checkpoint
+        from trainlab.engine.checkpoint import save_checkpoint
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # the weights need 16 KiB
         try:
             save_checkpoint(Path({str(tmp_path)!r}), "last", 20,

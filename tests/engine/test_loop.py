@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
+from trainlab.engine.callbacks import Callback
+from trainlab.engine.loop import Trainer
 from trainlab.recipe import load_recipe
-from trainlab.train.callbacks import Callback
-from trainlab.train.loop import Trainer
 
 FAST = ["training.progress=false"]
 

@@ -12,9 +12,9 @@ import torch
 import trainlab
 from tests.conftest import run_cli
 from trainlab.data.loaders import _order
-from trainlab.train.callbacks import Callback
-from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.loop import Trainer
+from trainlab.engine.callbacks import Callback
+from trainlab.engine.checkpoint import load_checkpoint
+from trainlab.engine.loop import Trainer
 
 BASE = [
     "model.name=mlp",

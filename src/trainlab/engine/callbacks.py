@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainlab.train.checkpoint import atomic_write, save_checkpoint
+from trainlab.engine.checkpoint import atomic_write, save_checkpoint
 
 if TYPE_CHECKING:
-    from trainlab.train.loop import Trainer
+    from trainlab.engine.loop import Trainer
 
 __all__ = [
     "Callback",

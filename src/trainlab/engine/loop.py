@@ -24,9 +24,20 @@ from trainlab.data.augment import Pipeline
 from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader, eval_batches
 from trainlab.data.preprocess import Preprocessor, create_preprocessor
+from trainlab.engine import checkpoint as ckpt
+from trainlab.engine.callbacks import (
+    Callback,
+    CallbackList,
+    Checkpointer,
+    EarlyStopping,
+    MetricsLog,
+    ProgressBar,
+)
+from trainlab.engine.signals import Interrupted, StopSignals
 from trainlab.errors import NonFiniteError, RecipeError, RunFolderError, TrainlabWarning
 from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
 from trainlab.nn.init import INITS
+from trainlab.nn.losses import LOSSES
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import (
     OPTIMIZERS,
@@ -35,20 +46,9 @@ from trainlab.optim.optimizers import (
     param_groups,
     scaled_lr,
 )
+from trainlab.optim.penalties import weight_penalty
 from trainlab.optim.schedules import create_schedule
 from trainlab.recipe import Recipe
-from trainlab.train import checkpoint as ckpt
-from trainlab.train.callbacks import (
-    Callback,
-    CallbackList,
-    Checkpointer,
-    EarlyStopping,
-    MetricsLog,
-    ProgressBar,
-)
-from trainlab.train.losses import LOSSES
-from trainlab.train.penalties import weight_penalty
-from trainlab.train.signals import Interrupted, StopSignals
 
 __all__ = ["Trainer", "seed_everything", "pick_device", "num_outputs"]
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import trainlab.catalog  # noqa: F401  (fills every registry)
-from trainlab.train.losses import LOSSES, to_probs
+from trainlab.nn.losses import LOSSES, to_probs
 
 N, C = 8, 10
 

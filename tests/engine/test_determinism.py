@@ -46,7 +46,7 @@ class PutNet(nn.Module):
 def _put(always: bool, mode: str) -> list[str]:
     return [
         *BASE,
-        "model.name=tests.train.test_determinism:PutNet",
+        "model.name=tests.engine.test_determinism:PutNet",
         f"model.kwargs={{always: {str(always).lower()}}}",
         f"training.deterministic={mode}",
     ]

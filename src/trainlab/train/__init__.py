@@ -1,1 +1,0 @@
-"""The training loop, its callbacks, losses and checkpoints."""
