@@ -29,8 +29,8 @@ from trainlab.diagnosis.activations import (
 )
 from trainlab.diagnosis.gradients import GradStats, check_gradients
 from trainlab.engine.callbacks import JsonlLog
-from trainlab.engine.checkpoint import atomic_write
 from trainlab.errors import TrainlabWarning
+from trainlab.files import atomic_write
 from trainlab.nn.init import WEIGHTED
 
 if TYPE_CHECKING:

@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainlab.engine.checkpoint import atomic_write, save_checkpoint
+from trainlab.engine.checkpoint import save_checkpoint
+from trainlab.files import atomic_write
 
 if TYPE_CHECKING:
     from trainlab.engine.loop import Trainer

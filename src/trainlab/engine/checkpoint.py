@@ -25,29 +25,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from trainlab.errors import CheckpointError, NonFiniteError, RunFolderError, TrainlabWarning
+from trainlab.files import atomic_path, atomic_write, fsync_dir
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "atomic_write"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "save_weights",
+    "load_weights",
+    "rng_state",
+    "set_rng_state",
+]
 
 MANIFEST = "manifest.json"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -56,11 +45,8 @@ def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def save_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Weights as safetensors, written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(_contiguous(tensors), str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(_contiguous(tensors), str(tmp))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -101,7 +87,7 @@ def _write_folder(folder: Path, step: int, weights: dict, state: dict) -> None:
     files = {name: _sha256(folder / name) for name in ("model.safetensors", "state.pt")}
     manifest = json.dumps({"step": step, "files": files}, indent=1).encode()
     atomic_write(folder / MANIFEST, manifest)
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def save_checkpoint(
@@ -130,7 +116,7 @@ def save_checkpoint(
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         atomic_write(root / pointer, final.name.encode())
     except Exception as exc:  # whatever failed (I/O, serialisation), nothing half-made remains
         shutil.rmtree(tmp, ignore_errors=True)
