@@ -47,7 +47,7 @@ def train_acc(recipe: str, lr: float, seeds: list[int], overrides: list[str]) ->
                 [*overrides, f"seed={seed}", f"optimizer.lr={lr}", "training.progress=false"],
                 out=Path(tmp) / f"{seed}",
                 progress=False,
-            )
+            ).summary
             accs.append(summary["test_acc"])
     return statistics.mean(accs)
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from trainlab.api import resolve_recipe
 from trainlab.data.loaders import DeviceLoader
+from trainlab.engine.build import build
 from trainlab.engine.loop import Trainer
 
 CASES = {
@@ -68,7 +69,7 @@ def hand_epoch(model, opt, loader: DeviceLoader, epoch: int) -> None:
 def measure(case: str, epochs: int, extra: list[str]) -> dict:
     recipe = resolve_recipe(None, [*CASES[case], *COMMON, *extra])
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(recipe, Path(tmp), progress=False)
+        trainer = Trainer(build(recipe), Path(tmp), progress=False)
         model = copy.deepcopy(trainer.model)
         opt = torch.optim.AdamW(model.parameters(), lr=trainer.base_lr, weight_decay=0.0)
         ours, hand = [], []

@@ -127,3 +127,35 @@ def test_augment_bad_recipe_key_exits_2_with_one_line_and_writes_nothing(tmp_pat
     assert "data.nme: unknown key; did you mean data.name?" in _one_error_line(done.stderr)
     assert "error" in last_json(done.stdout)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_recipe_mistake_is_one_line_and_json_lists_them(tmp_path: Path):
+    recipe = tmp_path / "three.yaml"
+    recipe.write_text(
+        "model: {activaton: relu}\noptimizer: {lr: -1}\ntraining: {batch_size: many}\n"
+    )
+    done = run_cli("train", str(recipe), "--out", str(tmp_path / "r"), "--json")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 3, done.stderr
+    keys = ["model.activaton", "optimizer.lr", "training.batch_size"]
+    for line, key in zip(lines, keys, strict=True):
+        assert line.startswith(f"trainlab: error: {recipe}: {key}: "), line
+    assert "did you mean model.activation?" in lines[0]
+    result = last_json(done.stdout)
+    assert [p.split(":")[0] for p in result["problems"]] == keys
+    assert result["error"].splitlines()[0] == f"{recipe}: 3 problems"
+    assert not (tmp_path / "r").exists()
+
+
+def test_more_than_ten_recipe_mistakes_print_ten_lines_and_a_count(tmp_path: Path):
+    recipe = tmp_path / "many.yaml"
+    recipe.write_text("".join(f"typo{i}: 1\n" for i in range(12)))
+    done = run_cli("train", str(recipe), "--out", str(tmp_path / "r"))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 11, done.stderr
+    assert all("unknown key" in line for line in lines[:10])
+    assert "and 2 more" in lines[-1]

@@ -113,3 +113,83 @@ def test_missing_file_is_a_recipe_error(tmp_path: Path):
 def test_early_stopping_needs_a_validation_split():
     with pytest.raises(RecipeError, match="needs a validation split"):
         load_recipe(None, ["training.early_stopping={patience: 2}", "data.val_fraction=0"])
+
+
+def test_every_mistake_is_reported_at_once_one_line_each():
+    overrides = ["model.activaton=relu", "optimizer.lr=-1", "training.epochs=abc"]
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, overrides)
+    error = info.value
+    assert error.problems == [
+        "model.activaton: unknown key; did you mean model.activation?",
+        "optimizer.lr: Input should be greater than 0 (got -1)",
+        "training.epochs: Input should be a valid integer, unable to parse string as an integer "
+        "(got 'abc')",
+    ]
+    lines = str(error).splitlines()
+    assert lines[0] == f"{DEFAULT_RECIPE}: 3 problems"
+    assert lines[1:] == [f"  {p}" for p in error.problems]
+    assert error.lines() == [f"{DEFAULT_RECIPE}: {p}" for p in error.problems]
+
+
+def test_more_than_ten_mistakes_show_ten_and_count_the_rest(tmp_path: Path):
+    path = tmp_path / "many.yaml"
+    path.write_text("".join(f"typo{i}: 1\n" for i in range(12)))
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path)
+    error = info.value
+    assert len(error.problems) == 12
+    lines = str(error).splitlines()
+    assert lines[0] == f"{path}: 12 problems"
+    assert len(lines) == 1 + 10 + 1
+    assert [line.split(":")[0].strip() for line in lines[1:11]] == [f"typo{i}" for i in range(10)]
+    assert lines[-1] == "  ... and 2 more"
+    assert len(error.lines()) == 11 and "and 2 more" in error.lines()[-1]
+
+
+def test_a_single_mistake_keeps_its_one_line_message():
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, ["model.activaton=relu"])
+    expected = f"{DEFAULT_RECIPE}: model.activaton: unknown key; did you mean model.activation?"
+    assert str(info.value) == expected
+    assert info.value.lines() == [expected]
+    assert info.value.problems == ["model.activaton: unknown key; did you mean model.activation?"]
+
+
+def test_a_components_parameters_and_own_fields_are_all_checked():
+    overrides = [
+        "optimizer={name: momentum, rho: 2, dampning: 0, lr: -1}",
+        "model.activaton=relu",
+    ]
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, overrides)
+    keys = [p.split(":")[0] for p in info.value.problems]
+    assert sorted(keys) == [
+        "model.activaton",
+        "optimizer.dampning",
+        "optimizer.lr",
+        "optimizer.rho",
+    ]
+    assert any("did you mean 'dampening'?" in p for p in info.value.problems)
+
+
+def test_every_cross_section_problem_is_reported():
+    overrides = [
+        "training.early_stopping={patience: 2}",
+        "data.val_fraction=0",
+        "optimizer.lr_scaling=linear",
+        "schedule.warmup_epochs=50",
+    ]
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, overrides)
+    text = str(info.value)
+    assert "3 problems" in text
+    assert "needs a validation split" in text and "needs optimizer.base_batch_size" in text
+    assert "schedule.warmup_epochs=50.0 is not shorter than" in text
+
+
+def test_a_union_field_is_one_problem():
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, ["training.deterministic=maybe"])
+    (problem,) = info.value.problems
+    assert problem.startswith("training.deterministic: ") and "'warn'" in problem

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import trainlab
+from trainlab.engine.build import build
 from trainlab.engine.loop import Trainer
 from trainlab.techniques import TECHNIQUES
 
@@ -23,4 +24,4 @@ def test_each_technique_line_is_a_valid_recipe_override(technique, tmp_path: Pat
         default = getattr(trainlab.resolve_recipe(None, []), section)
         changed = getattr(recipe, section)
         assert getattr(changed, field) != getattr(default, field), line  # it changes something
-    Trainer(recipe, tmp_path / "run", progress=False)  # builds and runs the forward check
+    Trainer(build(recipe), tmp_path / "run", progress=False)  # builds and runs the forward check

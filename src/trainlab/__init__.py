@@ -3,20 +3,65 @@
 Public API::
 
     import trainlab
-    summary = trainlab.train("recipes/digits.yaml", ["optimizer.lr=0.003"], out="runs/a")
-    report = trainlab.evaluate("runs/a")
+    result = trainlab.train("recipes/digits.yaml", {"optimizer.lr": 3e-3}, out="runs/a")
+    result.val["val_acc"], result.test["test_acc"]      # select on val, report test
+    predictor = trainlab.load_run("runs/a")              # weights + preprocessing, no dataset
+    predictor.predict_proba(x)
+
+    parts = trainlab.build(recipe)                       # every piece of a run, nothing run
+    trainlab.Trainer(parts, "runs/b", [MyCallback()]).fit()
+
+The heavy parts (torch, the engine) are imported on first use, so ``import trainlab`` and the
+CLI's ``--help`` stay fast.
 """
 
-from trainlab.api import augment_preview, doctor, evaluate, resolve_recipe, train
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from trainlab.api import (
+    augment_preview,
+    doctor,
+    evaluate,
+    export,
+    list_components,
+    load_run,
+    predict,
+    resolve_recipe,
+    train,
+)
 from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError, TrainlabWarning
 from trainlab.recipe import Recipe, load_recipe
+from trainlab.version import __version__
+
+if TYPE_CHECKING:
+    from trainlab.diagnosis.findings import Finding
+    from trainlab.engine.build import Parts, build
+    from trainlab.engine.callbacks import Callback
+    from trainlab.engine.loop import Trainer
+    from trainlab.engine.result import RunResult
+    from trainlab.engine.step import Step, StepOut
+    from trainlab.evaluation.predictor import Predictor
 
 __all__ = [
     "train",
     "evaluate",
     "doctor",
+    "build",
+    "load_run",
+    "predict",
+    "export",
+    "list_components",
     "resolve_recipe",
     "augment_preview",
+    "Trainer",
+    "Callback",
+    "Finding",
+    "RunResult",
+    "Parts",
+    "Step",
+    "StepOut",
+    "Predictor",
     "Recipe",
     "load_recipe",
     "TrainlabError",
@@ -24,5 +69,26 @@ __all__ = [
     "DataError",
     "RunFolderError",
     "TrainlabWarning",
+    "__version__",
 ]
-__version__ = "0.1.0"
+
+# name -> module of the names imported on first use (PEP 562)
+_LAZY = {
+    "build": "trainlab.engine.build",
+    "Parts": "trainlab.engine.build",
+    "Trainer": "trainlab.engine.loop",
+    "Callback": "trainlab.engine.callbacks",
+    "RunResult": "trainlab.engine.result",
+    "Step": "trainlab.engine.step",
+    "StepOut": "trainlab.engine.step",
+    "Finding": "trainlab.diagnosis.findings",
+    "Predictor": "trainlab.evaluation.predictor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'trainlab' has no attribute {name!r}")

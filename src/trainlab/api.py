@@ -7,18 +7,36 @@ reloads a run folder (recipe + weights + preprocessing) and measures it on the t
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainlab.engine import checkpoint as ckpt
-from trainlab.errors import RunFolderError
-from trainlab.recipe import Recipe, load_recipe
+from trainlab.errors import RecipeError, RunFolderError
+from trainlab.recipe import Overrides, Recipe, load_recipe
 
-__all__ = ["train", "evaluate", "doctor", "resolve_recipe", "augment_preview"]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from trainlab.engine.callbacks import Callback
+    from trainlab.engine.result import RunResult
+    from trainlab.evaluation.predictor import Predictor
+
+__all__ = [
+    "train",
+    "evaluate",
+    "doctor",
+    "resolve_recipe",
+    "augment_preview",
+    "list_components",
+    "load_run",
+    "predict",
+    "export",
+]
 
 
-def resolve_recipe(recipe: Recipe | str | Path | None, overrides: list[str] | None) -> Recipe:
-    """A validated Recipe from an object, a YAML path or the default, with overrides applied."""
+def resolve_recipe(recipe: Recipe | str | Path | None, overrides: Overrides | None) -> Recipe:
+    """A validated Recipe from an object, a YAML path or the default, with overrides applied
+    (``["optimizer.lr=0.01"]`` as on the command line, or ``{"optimizer.lr": 0.01}``)."""
     if isinstance(recipe, Recipe):
         if not overrides:
             return recipe
@@ -76,18 +94,34 @@ def _same_recipe(recipe: Recipe, run_dir: Path) -> None:
 
 def train(
     recipe: Recipe | str | Path | None = None,
-    overrides: list[str] | None = None,
+    overrides: Overrides | None = None,
+    *,
     out: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
     resume: bool = False,
+    model: type[nn.Module] | nn.Module | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
-    """Train one recipe into a run folder; returns the summary (also in ``summary.json``).
+) -> RunResult:
+    """Train one recipe into a run folder; returns its :class:`RunResult` (``.val`` to select
+    on, ``.test`` to report; all of ``summary.json`` in ``.summary``).
+
+    ``overrides``: ``{"optimizer.lr": 3e-3}`` or the CLI's ``["optimizer.lr=3e-3"]``.
+    ``callbacks``: :class:`trainlab.Callback` instances, called after the metrics log and
+    before the checkpointer (their state is saved in checkpoints under their ``key``).
+    ``model``: an ``nn.Module`` subclass or instance to train instead of ``model.name``; the run
+    records its import path (``model.name=package.module:Class``) so it can be loaded again,
+    which a class defined in ``__main__`` cannot be. A class is constructed with
+    ``num_classes`` (and ``in_shape`` when its signature asks) plus ``model.kwargs``; an
+    instance is trained as it is. Either keeps its own initial weights unless the recipe names
+    a ``model.init``.
 
     Everything is validated and the data is loaded before the folder is created, so a bad recipe
     or bad data leaves no half-made run behind and never touches an existing one.
     """
+    from trainlab.engine.build import build
     from trainlab.engine.loop import Trainer
 
+    instance = _model_override(model)
     if resume:
         if out is None:
             raise RunFolderError("--resume needs --out DIR naming the run to continue")
@@ -96,51 +130,99 @@ def train(
             recipe = run_dir / "recipe.yaml"
         if not (run_dir / "checkpoints" / "last").is_file():
             raise RunFolderError(f"{run_dir}: no checkpoint to resume from")
+    if model is not None:  # an override like any other: the schema then picks its defaults
+        overrides = _with_override(overrides, "model.name", _import_path(model))
     resolved = resolve_recipe(recipe, overrides)
     if resume:
         _same_recipe(resolved, run_dir)
     else:
         run_dir = _new_run_dir(out, resolved.name)
-    trainer = Trainer(resolved, run_dir, progress=progress)
+    extra = [*_checked(callbacks), *_diagnosis_callbacks(resolved, run_dir)]
+    trainer = Trainer(build(resolved, model=instance), run_dir, extra, progress=progress)
     if resume:
         trainer.resume()
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.atomic_write(run_dir / "recipe.yaml", resolved.to_yaml().encode())
     return trainer.fit()
+
+
+def _with_override(overrides: Overrides | None, key: str, value: str) -> Overrides:
+    """``overrides`` plus ``key=value``, in the form they came in (mapping or strings)."""
+    if isinstance(overrides, Mapping):
+        return {**overrides, key: value}
+    return [*(overrides or []), f"{key}={value}"]
+
+
+def _checked(callbacks: Sequence[Callback]) -> list[Callback]:
+    from trainlab.engine.callbacks import Callback
+
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks: {cb!r} is not a trainlab.Callback")
+    return list(callbacks)
+
+
+def _diagnosis_callbacks(recipe: Recipe, run_dir: Path) -> list[Callback]:
+    """The recipe's callbacks that live above the engine (the loop never imports the doctor)."""
+    if not recipe.training.monitor_every:
+        return []
+    from trainlab.diagnosis.monitor import LayerMonitor
+
+    return [LayerMonitor(run_dir / "layers.jsonl", recipe.training.monitor_every)]
+
+
+def _model_override(model: type[nn.Module] | nn.Module | None) -> nn.Module | None:
+    """The instance to train (None for a class: the builder constructs it by its path)."""
+    import torch
+
+    if model is None or isinstance(model, torch.nn.Module):
+        return model
+    if isinstance(model, type) and issubclass(model, torch.nn.Module):
+        return None
+    raise TypeError(f"model: expected an nn.Module subclass or instance, got {model!r}")
+
+
+def _import_path(model: type | object) -> str:
+    """``package.module:Class`` of a model class or instance, refused when it could not be
+    imported again to load the run (``__main__``, a class defined inside a function)."""
+    cls = model if isinstance(model, type) else type(model)
+    where = f"{cls.__module__}:{cls.__qualname__}"
+    if cls.__module__ == "__main__":
+        raise RecipeError(
+            f"model={cls.__qualname__}: a class defined in __main__ (a script or notebook) "
+            "cannot be imported again to load the run; move it into a module and import it"
+        )
+    if "<locals>" in cls.__qualname__:
+        raise RecipeError(
+            f"model={cls.__qualname__}: a class defined inside a function cannot be imported "
+            "again to load the run; define it at the top level of a module"
+        )
+    return where
 
 
 def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> dict[str, Any]:
     """Test-split loss, accuracy, per-class accuracy and confusion matrix of a trained run.
 
     ``weights``: ``final`` (what training ended with), ``best`` (best validation) or ``last``.
+    The model comes from :func:`load_run`; only the test split is read from the dataset.
     """
-    from trainlab.engine.loop import Trainer
+    from trainlab.data.datasets import load_splits
+    from trainlab.evaluation.predictor import load_run
 
-    run = Path(run_dir)
-    if not (run / "recipe.yaml").is_file():
-        raise RunFolderError(f"{run}: not a run folder (no recipe.yaml)")
-    recipe = load_recipe(run / "recipe.yaml")
-    trainer = Trainer(recipe, run, progress=False)
-    if weights == "final":
-        trainer.load_weights(ckpt.load_weights(run / "model.safetensors"))
-    else:
-        trainer.load_weights(ckpt.load_checkpoint(run / "checkpoints", weights)[0])
-    metrics, conf = trainer.evaluate_split("test", confusion=True)
+    predictor = load_run(run_dir, weights)
+    splits = load_splits(predictor.recipe.data)
+    metrics, conf = predictor.evaluate(splits.x_test, splits.y_test)
     totals = conf.sum(1).clamp_min(1)
     per_class = (conf.diag() / totals).tolist()
     result: dict[str, Any] = {
         **metrics,
         "weights": weights,
-        "per_class_acc": dict(zip(trainer.splits.classes, per_class, strict=True)),
+        "per_class_acc": dict(zip(predictor.classes, per_class, strict=True)),
         "confusion": conf.tolist(),
     }
     if plot:
         from trainlab.evaluation.plots import plot_confusion
 
-        result["confusion_png"] = str(
-            plot_confusion(conf, trainer.splits.classes, run / "confusion.png")
-        )
+        png = Path(run_dir) / "confusion.png"
+        result["confusion_png"] = str(plot_confusion(conf, predictor.classes, png))
     return result
 
 
@@ -195,3 +277,100 @@ def doctor(
         "findings": [f.to_json() for f in findings],
         "report": str(folder / "report.html"),
     }
+
+
+def list_components(kind: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every name a recipe may use, by family (``trainlab list``): ``{kind: {name: {"summary",
+    "params"}}}``, with ``technique`` (the recipe keys that turn a technique on, under
+    ``"set"``). ``kind`` picks one family; an unknown one is a RecipeError with the closest."""
+    import trainlab.catalog  # noqa: F401  (registers every component)
+    from trainlab.registry import REGISTRIES, closest
+    from trainlab.techniques import TECHNIQUES
+
+    kinds = [*REGISTRIES, "technique"]
+    if kind is not None and kind not in kinds:
+        hint = closest(kind, kinds)
+        did = f" did you mean {hint!r}?" if hint else ""
+        raise RecipeError(f"unknown kind {kind!r};{did} valid: {', '.join(kinds)}")
+    result: dict[str, dict[str, dict[str, Any]]] = {}
+    for k in [kind] if kind else kinds:
+        if k == "technique":
+            result[k] = {
+                t.name: {"summary": t.summary, "set": list(t.overrides)} for t in TECHNIQUES
+            }
+        else:
+            result[k] = {
+                e.name: {"summary": e.summary, "params": e.params()} for e in REGISTRIES[k]
+            }
+    return result
+
+
+def load_run(run_dir: str | Path, weights: str = "final", device: str | None = None) -> Predictor:
+    """A trained run's model and preprocessing (no dataset): see :class:`Predictor`."""
+    from trainlab.evaluation.predictor import load_run as load
+
+    return load(run_dir, weights, device)
+
+
+def predict(
+    run_dir: str | Path,
+    inputs: str | Path,
+    out: str | Path | None = None,
+    weights: str = "final",
+) -> dict[str, Any]:
+    """Class and probabilities of every input in ``inputs`` (an .npz/.npy, a CSV with the
+    training columns, an image file or a folder of images), with accuracy when the inputs carry
+    labels. ``out``: also write one CSV row per input (input, class, name, p_CLASS...)."""
+    from trainlab.evaluation.predictor import load_run as load
+
+    predictor = load(run_dir, weights)
+    read = predictor.read(inputs)
+    probs = predictor.predict_proba(read.x)
+    picked = probs.argmax(1)
+    classes = predictor.classes
+    rows = [
+        {
+            "input": name,
+            "class": int(c),
+            "name": classes[int(c)],
+            "probabilities": dict(zip(classes, (round(float(v), 6) for v in p), strict=True)),
+        }
+        for name, c, p in zip(read.names, picked, probs, strict=True)
+    ]
+    result: dict[str, Any] = {"inputs": read.source, "n": len(rows), "weights": weights}
+    if read.y is not None:
+        result["accuracy"] = float((picked.numpy() == read.y).mean()) if len(rows) else 0.0
+    if out is not None:
+        result["output"] = str(_write_predictions(Path(out), rows, classes))
+    result["rows"] = rows
+    return result
+
+
+def _write_predictions(path: Path, rows: list[dict[str, Any]], classes: list[str]) -> Path:
+    import csv
+    import io
+
+    from trainlab.files import atomic_write
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["input", "class", "name", *(f"p_{c}" for c in classes)])
+    for row in rows:
+        probs = [row["probabilities"][c] for c in classes]
+        writer.writerow([row["input"], row["class"], row["name"], *probs])
+    atomic_write(path, buffer.getvalue().encode())
+    return path
+
+
+def export(
+    run_dir: str | Path,
+    fmt: str = "torchscript",
+    out: str | Path | None = None,
+    weights: str = "final",
+) -> dict[str, Any]:
+    """Write the run as a TorchScript or ONNX file taking raw inputs and returning class
+    probabilities (preprocessing inside); see :mod:`trainlab.evaluation.export`."""
+    from trainlab.evaluation.export import export_run
+    from trainlab.evaluation.predictor import load_run as load
+
+    return export_run(load(run_dir, weights, device="cpu"), fmt, out)

@@ -31,16 +31,21 @@ def _emit(result: Any, as_json: bool) -> None:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn a TrainlabError into one line on stderr and exit code 2 (no traceback)."""
+    """Turn a TrainlabError into one line per problem on stderr and its exit code (no traceback).
+
+    With ``--json`` the last stdout line is ``{"error": whole message, "problems": [...]}``.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except TrainlabError as exc:
-            print(f"trainlab: {exc.prefix}: {exc}", file=sys.stderr)
+            for line in exc.lines():
+                print(f"trainlab: {exc.prefix}: {line}", file=sys.stderr)
             if kwargs.get("as_json"):
-                print(json.dumps({"error": str(exc)}))
+                problems = getattr(exc, "problems", None) or [str(exc)]
+                print(json.dumps({"error": str(exc), "problems": problems}))
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -77,10 +82,10 @@ def train(
     from trainlab.api import train as run_train
 
     recipe, overrides = split_recipe_args(args or [])
-    summary = run_train(recipe, overrides, out=out, resume=resume, progress=progress)
+    result = run_train(recipe, overrides, out=out, resume=resume, progress=progress)
     if not as_json:
-        _print_summary(summary)
-    _emit(summary, as_json)
+        _print_summary(result.summary)
+    _emit(result.summary, as_json)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -88,8 +93,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
     top = next((k for k in summary if k.startswith("test_top")), None)
     extra = f"  {top} {summary[top]:.4f}" if top else ""
+    best = summary["val"]["best"]
+    val = f"val_acc {best['val_acc']:.4f} (epoch {best['epoch']})  " if "val_acc" in best else ""
     Console().print(
-        f"[bold]test_acc {summary['test_acc']:.4f}[/]  test_loss {summary['test_loss']:.4f}"
+        f"{val}[bold]test_acc {summary['test_acc']:.4f}[/]  test_loss {summary['test_loss']:.4f}"
         f"{extra}  epochs {summary['epochs_run']}  {summary['wall_s']:.1f}s  "
         f"{summary['samples_per_s']:,.0f} samples/s  -> {summary['run_dir']}"
     )
@@ -122,6 +129,69 @@ def evaluate(
             table.add_row(name, f"{acc:.4f}")
         Console().print(table)
         Console().print(f"confusion matrix: {result['confusion_png']}")
+    _emit(result, as_json)
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: str = typer.Argument(..., help="a run folder written by trainlab train"),
+    inputs: str = typer.Argument(
+        ..., help=".npz/.npy, a CSV with the training columns, an image, or a folder of images"
+    ),
+    out: str = typer.Option(None, "--out", "-o", help="also write one CSV row per input"),
+    weights: str = typer.Option("final", help="final | best | last"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
+) -> None:
+    """Class, class name and probabilities of each input (accuracy when they carry labels)."""
+    from trainlab.api import predict as run_predict
+
+    result = run_predict(run_dir, inputs, out=out, weights=weights)
+    if not as_json:
+        _print_predictions(result)
+    _emit(result, as_json)
+
+
+def _print_predictions(result: dict[str, Any], limit: int = 20) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = result["rows"]
+    table = Table(title=f"{result['inputs']}: {result['n']} inputs", title_justify="left")
+    for col in ("input", "class", "name", "p"):
+        table.add_column(col, justify="right" if col in ("class", "p") else "left")
+    for row in rows[:limit]:
+        table.add_row(
+            row["input"], str(row["class"]), row["name"], f"{row['probabilities'][row['name']]:.3f}"
+        )
+    console = Console()
+    console.print(table)
+    if len(rows) > limit:
+        console.print(f"... {len(rows) - limit} more rows (-o FILE.csv writes them all)")
+    if "accuracy" in result:
+        console.print(f"accuracy {result['accuracy']:.4f}")
+    if "output" in result:
+        console.print(f"predictions -> {result['output']}", highlight=False)
+
+
+@app.command()
+@user_errors
+def export(
+    run_dir: str = typer.Argument(..., help="a run folder written by trainlab train"),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript | onnx"),
+    out: str = typer.Option(None, "--out", "-o", help="file (default RUN/model.pt or .onnx)"),
+    weights: str = typer.Option("final", help="final | best | last"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
+) -> None:
+    """The run as one file: raw inputs in, class probabilities out, preprocessing inside."""
+    from trainlab.api import export as run_export
+
+    result = run_export(run_dir, fmt, out=out, weights=weights)
+    if not as_json:
+        print(
+            f"{result['format']}: {result['path']} (input {tuple(result['input_shape'])} float32,"
+            f" output {result['output']})"
+        )
     _emit(result, as_json)
 
 
@@ -196,30 +266,21 @@ def list_components(
 ) -> None:
     """The registered names of every component family (what a recipe may name), and the
     techniques a recipe turns on with a key (``technique``)."""
-    import trainlab.catalog  # noqa: F401
-    from trainlab.registry import REGISTRIES, closest
-    from trainlab.techniques import TECHNIQUES
+    from trainlab.api import list_components as listing
 
-    kinds = [*REGISTRIES, "technique"]
-    if kind is not None and kind not in kinds:
-        hint = closest(kind, kinds)
-        did = f" did you mean {hint!r}?" if hint else ""
-        raise TrainlabError(f"unknown kind {kind!r};{did} valid: {', '.join(kinds)}")
-    chosen = [kind] if kind else kinds
+    result = listing(kind)
     rows: dict[str, list[tuple[str, str, str]]] = {}
-    result: dict[str, dict] = {}
-    for k in chosen:
-        if k == "technique":
-            rows[k] = [(t.name, " ".join(t.overrides), t.summary) for t in TECHNIQUES]
-            result[k] = {
-                t.name: {"summary": t.summary, "set": list(t.overrides)} for t in TECHNIQUES
-            }
-            continue
+    for k, entries in result.items():
         rows[k] = [
-            (e.name, ", ".join(f"{p}={v!r}" for p, v in e.params().items()), e.summary)
-            for e in REGISTRIES[k]
+            (
+                name,
+                " ".join(e["set"])
+                if k == "technique"
+                else ", ".join(f"{p}={v!r}" for p, v in e["params"].items()),
+                e["summary"],
+            )
+            for name, e in entries.items()
         ]
-        result[k] = {e.name: {"summary": e.summary, "params": e.params()} for e in REGISTRIES[k]}
     if not as_json:
         _print_tables(rows)
     _emit(result, as_json)

@@ -11,6 +11,8 @@ every choice and can be re-run as is.
 from __future__ import annotations
 
 import re
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -19,11 +21,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from trainlab.errors import RecipeError
 from trainlab.registry import REGISTRIES, closest
@@ -65,24 +69,49 @@ class Named(BaseModel):
 
     _shorthand = model_validator(mode="before")(classmethod(lambda cls, v: _name_only(v)))
 
-    @model_validator(mode="after")
-    def _check_params(self) -> Named:
-        registry = _registry(self.kind)
-        if self.name not in registry:
-            raise ValueError(registry.unknown_message(self.name))
-        accepted = registry.get(self.name).params()
-        extras = dict(self.model_extra or {})
-        for key in extras:
-            if key not in accepted:
-                raise ValueError(registry.unknown_param_message(self.name, key, self.own_fields))
-        types = registry.get(self.name).param_types()
-        for key, value in extras.items():
-            if key in types:
-                setattr(self, key, _check_param(self.kind, self.name, key, types[key], value))
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_params(cls, value: Any, handler: ModelWrapValidatorHandler[Named]) -> Named:
+        """Own fields by pydantic, parameters by the factory: every problem of both at once.
+
+        A bad ``lr`` does not hide a misspelled ``beta1``, nor one bad parameter another.
+        """
+        value = _name_only(value)
+        try:
+            spec, errors = handler(value), []
+        except ValidationError as exc:
+            if not isinstance(value, dict):
+                raise
+            spec, errors = None, exc.errors()
+        if spec is not None:
+            name, extras = spec.name, dict(spec.model_extra or {})
+        else:
+            name = value.get("name", cls.model_fields["name"].default)
+            extras = {k: v for k, v in value.items() if k not in cls.model_fields}
+        registry = _registry(cls.kind)
+        problems, accepted, checked = [], {}, {}
+        if not isinstance(name, str):
+            pass  # pydantic has said so
+        elif name not in registry:
+            problems.append(registry.unknown_message(name))
+        else:
+            accepted, types = registry.get(name).params(), registry.get(name).param_types()
+            for key, param in extras.items():
+                if key not in accepted:
+                    problems.append(registry.unknown_param_message(name, key, cls.own_fields))
+                elif key in types:
+                    try:
+                        checked[key] = _check_param(cls.kind, name, key, types[key], param)
+                    except ValueError as exc:
+                        problems.append(str(exc))
+        if spec is None or problems:
+            raise _validation_error(cls.__name__, errors, problems, value)
+        for key, param in checked.items():
+            setattr(spec, key, param)
         for key, default in accepted.items():
             if key not in extras:
-                setattr(self, key, default)
-        return self
+                setattr(spec, key, default)
+        return spec
 
     def params(self) -> dict[str, Any]:
         """The component's parameters (everything but ``name`` and the section's own fields)."""
@@ -100,6 +129,40 @@ def _check_param(kind: str, name: str, key: str, annotation: Any, value: Any) ->
     except ValidationError as exc:
         msg = exc.errors()[0]["msg"]
         raise ValueError(f"{kind} {name!r} parameter {key!r}: {msg} (got {value!r})") from None
+
+
+def _validation_error(
+    title: str, errors: list[Any], problems: list[str], value: Any = None
+) -> ValidationError:
+    """pydantic's ``errors`` (kept as they are) and our own ``problems`` as one ValidationError.
+
+    Raised inside a validator, every one of them is reported (a ValueError is only one).
+    """
+    details = [_error_details(err) for err in errors]
+    details += [
+        InitErrorDetails(type=PydanticCustomError("value_error", p), loc=(), input=value)
+        for p in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
+
+
+_KNOWN_ERRORS = frozenset(typing.get_args(core_schema.ErrorType))
+
+
+def _error_details(err: Any) -> InitErrorDetails:
+    """One error of ``ValidationError.errors()`` back as details, its type and context kept."""
+    loc, given = tuple(err["loc"]), err.get("input")
+    if err["type"] in _KNOWN_ERRORS:
+        known = InitErrorDetails(type=err["type"], loc=loc, input=given)
+        if "ctx" in err:
+            known["ctx"] = err["ctx"]
+        try:  # a custom error may reuse a known type's name without its context
+            ValidationError.from_exception_data("check", [known])
+            return known
+        except (TypeError, KeyError, ValueError):
+            pass
+    custom = PydanticCustomError(err["type"], err["msg"])
+    return InitErrorDetails(type=custom, loc=loc, input=given)
 
 
 def named(kind: str) -> type[Named]:
@@ -205,9 +268,47 @@ class ModelConfig(Section):
         description="DROP probability of the LAST residual block's branch, 1 - p_L; block l of L "
         "is dropped with probability l/L times this (residual models only)",
     )
-    init: InitSpec = Field(default_factory=lambda: InitSpec(name="kaiming_normal"))
+    init: InitSpec = Field(
+        description="default: kaiming_normal for trainlab's models, keep (the constructor's "
+        "own weights) for torchvision's and your own"
+    )
     zero_init_residual: bool = False
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="torchvision/user class args")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="torchvision/user class args (num_classes and in_shape come from the data)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_init(cls, data: Any) -> Any:
+        """The init default depends on whose model it is: a user's class and torchvision's
+        models keep their own init (overwriting it silently would change the user's model)."""
+        if isinstance(data, dict) and data.get("init") is None:
+            name = str(data.get("name", "mlp"))
+            foreign = ":" in name or name.startswith("tv.")
+            data = {**data, "init": "keep" if foreign else "kaiming_normal"}
+        return data
+
+    @model_validator(mode="after")
+    def _own_kwargs(self) -> ModelConfig:
+        """``model.kwargs`` must not set what trainlab passes itself (or downloads)."""
+        foreign = ":" in self.name or self.name.startswith("tv.")
+        for key in ("num_classes", "in_shape"):
+            if key in self.kwargs:
+                raise ValueError(
+                    f"model.kwargs.{key}: trainlab passes {key} from the data; remove it"
+                )
+        if self.name.startswith("tv.") and "weights" in self.kwargs:
+            raise ValueError(
+                "model.kwargs.weights: no weights are downloaded here; train from scratch, or "
+                "load local weights into your own class"
+            )
+        if self.kwargs and not foreign:
+            raise ValueError(
+                f"model.kwargs: {self.name!r} takes its settings from the model section's own "
+                "keys; kwargs are passed to torchvision's and your own classes only"
+            )
+        return self
 
     @field_validator("dropout", mode="before")
     @classmethod
@@ -351,32 +452,46 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> Recipe:
+        """Checks across sections, run once every field is valid; all their problems at once."""
+        problems = [*self._consistency_problems(), *self._warmup_problems()]
+        if problems:
+            raise _validation_error(type(self).__name__, [], problems)
+        return self
+
+    def _consistency_problems(self) -> list[str]:
+        problems = []
         if self.training.early_stopping is not None and self.data.val_fraction == 0:
-            raise ValueError(
+            problems.append(
                 "training.early_stopping needs a validation split: data.val_fraction is 0"
             )
         if self.optimizer.lr_scaling != "none" and self.optimizer.base_batch_size is None:
-            raise ValueError(
+            problems.append(
                 f"optimizer.lr_scaling={self.optimizer.lr_scaling} needs "
                 "optimizer.base_batch_size (the batch size lr was chosen for)"
             )
-        return self
+        closure = _registry("optimizer").get(self.optimizer.name).info["optim"].needs_closure
+        if self.training.monitor_every and closure:
+            problems.append(
+                f"training.monitor_every: {self.optimizer.name} takes full-batch steps through "
+                "a closure; the layer monitor needs mini-batch steps (set it to 0)"
+            )
+        return problems
 
-    @model_validator(mode="after")
-    def _warmup_fits(self) -> Recipe:
+    def _warmup_problems(self) -> list[str]:
+        problems = []
         epochs = self.training.epochs
         if self.training.max_steps is None and self.schedule.warmup_epochs >= epochs:
-            raise ValueError(
+            problems.append(
                 f"schedule.warmup_epochs={self.schedule.warmup_epochs} is not shorter than "
                 f"training.epochs={epochs}"
             )
         max_steps = self.training.max_steps
         if max_steps is not None and self.schedule.warmup_steps >= max_steps:
-            raise ValueError(
+            problems.append(
                 f"schedule.warmup_steps={self.schedule.warmup_steps} is not shorter than "
                 f"training.max_steps={max_steps}"
             )
-        return self
+        return problems
 
     def to_yaml(self) -> str:
         return recipe_to_yaml(self)
@@ -399,24 +514,42 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=c`` overrides to a raw recipe mapping (validated afterwards, like the file)."""
+Overrides = Mapping[str, Any] | Sequence[str]
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Overrides) -> dict[str, Any]:
+    """Apply overrides to a raw recipe mapping (validated afterwards, like the file): the CLI's
+    ``a.b=c`` strings (values parsed as YAML) or a mapping ``{"a.b": value}`` (values as given,
+    the Python API's form)."""
+    if isinstance(overrides, str):
+        raise RecipeError(f"overrides {overrides!r}: give a list of KEY=VALUE strings or a dict")
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            _set_key(raw, str(key), value, f"override {key!r}")
+        return raw
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key or any(not part for part in key.split(".")):
+        if not sep:
             raise RecipeError(f"override {item!r}: expected KEY=VALUE, e.g. optimizer.lr=0.01")
-        parts = key.split(".")
-        node = raw
-        for part in parts[:-1]:
-            child = node.get(part)
-            if isinstance(child, str):  # `activation: relu` + `activation.alpha=...`
-                child = {"name": child}
-            elif not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        node[parts[-1]] = _parse_value(text)
+        _set_key(raw, key, _parse_value(text), f"override {item!r}")
     return raw
+
+
+def _set_key(raw: dict[str, Any], key: str, value: Any, what: str) -> None:
+    """Set the dotted ``key`` of a raw recipe mapping, making sections on the way."""
+    parts = key.split(".")
+    if not key or any(not part for part in parts):
+        raise RecipeError(f"{what}: expected KEY=VALUE, e.g. optimizer.lr=0.01")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str):  # `activation: relu` + `activation.alpha=...`
+            child = {"name": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
 
 
 def _fields_at(loc: tuple) -> list[str]:
@@ -437,8 +570,43 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {})) if model is not None else []
 
 
+def _steps_out(loc: tuple) -> tuple:
+    """``loc`` without the validator steps pydantic may name in it."""
+    return tuple(p for p in loc if not (isinstance(p, str) and p.startswith("function-")))
+
+
+def _key_loc(err: dict[str, Any]) -> tuple:
+    """The key an error is about: its ``loc`` less validator steps and union members' tags."""
+    loc = _steps_out(tuple(err["loc"]))
+    while (  # `bool | Literal['warn']` reports at deterministic.bool and deterministic.literal[..]
+        err["type"] != "extra_forbidden"
+        and len(loc) > 1
+        and isinstance(loc[-1], str)
+        and loc[-1] not in _fields_at(loc[:-1])
+    ):
+        loc = loc[:-1]
+    return loc
+
+
+def _problems(errors: list[dict[str, Any]]) -> list[str]:
+    """One line per problem, naming its key; the errors of a union's members merge into one."""
+    merged: list[dict[str, Any]] = []
+    unions: dict[tuple, dict[str, Any]] = {}
+    for err in errors:
+        loc = _key_loc(err)
+        if loc != _steps_out(tuple(err["loc"])):
+            if loc in unions:  # another member of the same union
+                first = unions[loc]
+                first["msg"] += "; or " + err["msg"].removeprefix("Value error, ")
+                first["type"] = "union"
+                continue
+            err = unions[loc] = {**err, "loc": loc}
+        merged.append(err)
+    return list(dict.fromkeys(_one_line(err) for err in merged))
+
+
 def _one_line(err: dict[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = _key_loc(err)
     path = ".".join(str(p) for p in loc)
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -457,15 +625,18 @@ def _one_line(err: dict[str, Any]) -> str:
 
 
 def validate(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    """Validate a raw mapping; the first problem becomes a one-line RecipeError naming the key."""
+    """Validate a raw mapping; every problem found is one line of the RecipeError, naming its key.
+
+    Checks across sections (``schedule.warmup_epochs`` against ``training.epochs``) run once
+    every field is valid: a recipe with both kinds of mistakes shows the field errors first.
+    """
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise RecipeError(f"{source}: {_one_line(first)}") from None
+        raise RecipeError.of(source, _problems(exc.errors())) from None
 
 
-def load_recipe(path: str | Path | None = None, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path | None = None, overrides: Overrides | None = None) -> Recipe:
     """Read a YAML recipe (the shipped default when ``path`` is None), apply overrides, validate."""
     file = Path(path) if path is not None else DEFAULT_RECIPE
     try:

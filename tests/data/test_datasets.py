@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainlab.data.datasets import DATASETS, check_features, check_labels, load_splits
+from trainlab.data.datasets import DATASETS, check_features, check_labels, load_splits, read_raw
 from trainlab.errors import DataError
 from trainlab.recipe import DataConfig
 
@@ -87,7 +87,7 @@ def test_loading_mnist1d_does_not_reseed_the_global_generators():
     expected = (random.random(), np.random.rand())
     random.seed(5)
     np.random.seed(5)
-    DATASETS.get("mnist1d").factory(DataConfig(name="mnist1d"))
+    read_raw(DataConfig(name="mnist1d"))
     assert (random.random(), np.random.rand()) == expected
 
 
@@ -114,7 +114,7 @@ def test_mnist1d_arrays_are_copies():
     """The generated MNIST-1D is cached per process; each load gets its own arrays."""
     from trainlab.data.datasets import mnist1d
 
-    first = mnist1d(DataConfig(name="mnist1d"))
+    first = mnist1d()
     first.x_train[:] = 0
-    second = mnist1d(DataConfig(name="mnist1d"))
+    second = mnist1d()
     assert second.x_train.any()

@@ -15,7 +15,8 @@ from PIL import Image
 from torchvision.io import encode_jpeg, encode_png
 
 from trainlab.data import formats
-from trainlab.data.datasets import DATASETS
+from trainlab.data.datasets import read_raw
+from trainlab.data.formats import decode, image_headers, streamed
 from trainlab.errors import DataError
 from trainlab.recipe import DataConfig
 
@@ -29,7 +30,7 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def load(**fields: object):
     fields.setdefault("cache_dir", str(fields["path"]) + "-cache")
-    return DATASETS.get("imagefolder").factory(DataConfig(name="imagefolder", **fields))
+    return read_raw(DataConfig(name="imagefolder", **fields))
 
 
 def raises_at(path: Path | str, *fragments: str) -> pytest.RaisesContext:
@@ -84,28 +85,29 @@ def test_header_sizes_of_every_format_without_decoding() -> None:
     }
     channels = {"png": 4, "jpeg": 3, "progressive": 1}
     for name, data in cases.items():
-        header = formats._image_header(lambda at, n, d=data: d[at : at + n])
+        header = image_headers._image_header(lambda at, n, d=data: d[at : at + n])
         assert (header.width, header.height) == (7, 5), name
         assert header.channels == channels.get(name), name
     with pytest.raises(ValueError, match="not a PNG, JPEG"):
-        formats._image_header(lambda at, n: b"not an image"[at : at + n])
+        image_headers._image_header(lambda at, n: b"not an image"[at : at + n])
     with pytest.raises(ValueError, match="frame header"):
         jpeg = cases["jpeg"]
         sof = jpeg.index(b"\xff\xc0")
-        formats._image_header(lambda at, n: jpeg[:sof][at : at + n])
+        image_headers._image_header(lambda at, n: jpeg[:sof][at : at + n])
 
 
 def test_bomb_png_refused_from_its_header(tmp_path: Path, monkeypatch) -> None:
     rgb_folder(tmp_path / "b", {"a": 2, "b": 2})
     bomb = write(tmp_path / "b" / "b" / "bomb.png", bomb_png(100_000, 100_000))
 
-    real = formats._decode_one
+    real = decode._decode_one
 
     def decode_one(path, *args):
         assert path != bomb, "decoded before the header check"
         return real(path, *args)
 
-    monkeypatch.setattr(formats, "_decode_one", decode_one)
+    monkeypatch.setattr(decode, "_decode_one", decode_one)
+    monkeypatch.setattr(streamed, "_decode_one", decode_one)
     message = "100000x100000 (10,000,000,000 pixels, over data.max_image_pixels = 89,478,485)"
     with raises_at(bomb, message, "decompression bomb", "raise data.max_image_pixels"):
         load(path=str(tmp_path / "b"), max_resident_mb=1e6)

@@ -13,6 +13,7 @@ from torchvision.io import write_png
 import trainlab
 from trainlab.data.formats import ImageFiles
 from trainlab.data.loaders import DeviceLoader, WorkerLoader
+from trainlab.engine.build import build
 from trainlab.engine.loop import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torchvision's write_png
@@ -56,13 +57,15 @@ def test_a_folder_too_large_to_hold_is_streamed_and_trains_identically(tmp_path:
     for run, extra in (("held", []), ("streamed", ["data.max_resident_mb=0.001"])):
         # each trainer seeds the global RNG when built: build and fit one after the other
         trainer = Trainer(
-            trainlab.resolve_recipe(None, _recipe(folder, *extra)), tmp_path / run, progress=False
+            build(trainlab.resolve_recipe(None, _recipe(folder, *extra))),
+            tmp_path / run,
+            progress=False,
         )
         kind = ImageFiles if run == "streamed" else np.ndarray
         assert isinstance(trainer.splits.x_train, kind)
         assert isinstance(trainer.loader, WorkerLoader)
         (tmp_path / run).mkdir()
-        results[run] = trainer.fit()
+        results[run] = trainer.fit().summary
     a, b = results["held"], results["streamed"]
     assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-6)
     assert b["test_acc"] > 0.9  # the colour classes are easy
@@ -71,7 +74,7 @@ def test_a_folder_too_large_to_hold_is_streamed_and_trains_identically(tmp_path:
 def test_auto_puts_data_that_fits_on_the_device(tmp_path: Path):
     folder = _image_folder(tmp_path / "images")
     trainer = Trainer(
-        trainlab.resolve_recipe(None, [*_recipe(folder), "data.loader=auto"]),
+        build(trainlab.resolve_recipe(None, [*_recipe(folder), "data.loader=auto"])),
         tmp_path / "c",
         progress=False,
     )
@@ -94,7 +97,7 @@ def test_full_batch_optimisers_refuse_streamed_data(tmp_path: Path):
         None, [*_recipe(folder, "data.max_resident_mb=0.001"), "optimizer={name: lbfgs, lr: 1.0}"]
     )
     with pytest.raises(trainlab.RecipeError, match="full-batch"):
-        Trainer(recipe, tmp_path / "d", progress=False)
+        Trainer(build(recipe), tmp_path / "d", progress=False)
 
 
 def test_skipped_images_are_reported_as_a_warning(tmp_path: Path):
@@ -102,5 +105,5 @@ def test_skipped_images_are_reported_as_a_warning(tmp_path: Path):
     (folder / "train" / "red" / "002.png").write_bytes(b"")
     recipe = trainlab.resolve_recipe(None, [*_recipe(folder), "data.on_corrupt=skip"])
     with pytest.warns(trainlab.TrainlabWarning, match=r"skipped 1 unreadable image .*002.png"):
-        trainer = Trainer(recipe, tmp_path / "w", progress=False)
+        trainer = Trainer(build(recipe), tmp_path / "w", progress=False)
     assert len(trainer.splits.y_train) + len(trainer.splits.y_val) == 17

@@ -1,17 +1,16 @@
-"""Small models built to pass or fail the doctor's checks, and the default recipe's trainer."""
+"""Small models built to pass or fail the doctor's checks, and the default recipe's parts."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 import trainlab
-from trainlab.engine.loop import Trainer
+from trainlab.engine.build import Parts, build
 
 
 def mlp(
@@ -37,9 +36,8 @@ def mlp(
 
 
 @pytest.fixture(scope="module")
-def default_recipe_batches(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, list]:
-    """The default recipe's trainer (no files written) and five of its training batches."""
-    run = Path(tmp_path_factory.mktemp("doctor")) / "run"
-    trainer = Trainer(trainlab.resolve_recipe(None, []), run, progress=False)
-    batches = list(itertools.islice(trainer.loader.epoch(0), 5))
-    return trainer, batches
+def default_recipe_batches() -> tuple[Parts, list]:
+    """The default recipe's parts (nothing written) and five of its training batches."""
+    parts = build(trainlab.resolve_recipe(None, []))
+    batches = list(itertools.islice(parts.loader.epoch(0), 5))
+    return parts, batches

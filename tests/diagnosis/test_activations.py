@@ -79,8 +79,8 @@ def test_model_without_activation_modules_falls_back_to_layer_outputs():
 
 
 def test_default_recipe_passes_and_is_left_untouched(default_recipe_batches):
-    trainer, batches = default_recipe_batches
-    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    finding = check_activations(activation_stats(trainer.model, batches[0][0]))
+    parts, batches = default_recipe_batches
+    state = {k: v.clone() for k, v in parts.model.state_dict().items()}
+    finding = check_activations(activation_stats(parts.model, batches[0][0]))
     assert finding.status == "ok", finding.line()
-    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in state.items())
+    assert all(torch.equal(v, parts.model.state_dict()[k]) for k, v in state.items())

@@ -69,10 +69,10 @@ def test_tiny_learning_rate_warns():
 
 
 def test_default_recipe_passes_at_its_base_learning_rate(default_recipe_batches):
-    trainer, batches = default_recipe_batches
+    parts, batches = default_recipe_batches
     x, y = batches[0]
-    opt = torch.optim.AdamW(trainer.model.parameters(), lr=trainer.base_lr, weight_decay=0.01)
-    stats = gradient_stats(trainer.model, trainer.eval_loss_fn(trainer.model(x), y), opt)
+    opt = torch.optim.AdamW(parts.model.parameters(), lr=parts.base_lr, weight_decay=0.01)
+    stats = gradient_stats(parts.model, parts.eval_loss_fn(parts.model(x), y), opt)
     finding = check_gradients(stats)
     assert finding.status == "ok", finding.line()
 

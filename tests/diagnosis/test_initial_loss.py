@@ -17,8 +17,8 @@ def _restore(model, state):
 
 
 def test_healthy_default_recipe_passes(default_recipe_batches):
-    trainer, batches = default_recipe_batches
-    finding = check_initial_loss(trainer.model, batches, "cross_entropy", trainer.num_classes)
+    parts, batches = default_recipe_batches
+    finding = check_initial_loss(parts.model, batches, "cross_entropy", parts.num_classes)
     assert finding.status == "ok", finding.line()
     assert finding.values["expected"] == pytest.approx(math.log(10))
     assert finding.values["ratio"] < 2.0
@@ -26,8 +26,8 @@ def test_healthy_default_recipe_passes(default_recipe_batches):
 
 
 def test_ten_x_last_layer_bias_fails_and_names_the_bias(default_recipe_batches):
-    trainer, batches = default_recipe_batches
-    model = trainer.model
+    parts, batches = default_recipe_batches
+    model = parts.model
     state = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         torch.manual_seed(0)
@@ -43,8 +43,8 @@ def test_ten_x_last_layer_bias_fails_and_names_the_bias(default_recipe_batches):
 
 
 def test_ten_x_last_layer_weights_fail_as_too_large_scores(default_recipe_batches):
-    trainer, batches = default_recipe_batches
-    model = trainer.model
+    parts, batches = default_recipe_batches
+    model = parts.model
     state = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         with torch.no_grad():
@@ -57,8 +57,8 @@ def test_ten_x_last_layer_weights_fail_as_too_large_scores(default_recipe_batche
 
 
 def test_tiny_init_gives_ln_c_and_leaves_the_model_untouched(default_recipe_batches):
-    trainer, batches = default_recipe_batches
-    model = trainer.model
+    parts, batches = default_recipe_batches
+    model = parts.model
     state = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         with torch.no_grad():

@@ -67,14 +67,14 @@ def test_narrowed_seeds_agree_with_full_sweeps(healthy):
 @pytest.mark.parametrize("start, direction", [(1e-7, "up"), (100.0, "down")])
 def test_the_rule_moves_a_decade_at_a_time(start: float, direction: str):
     """A too-slow lr is followed by one 10x higher, a diverging one by one 10x lower."""
-    from trainlab.diagnosis.lr_finder import _rule_of_100, _trainer
+    from trainlab.diagnosis.lr_finder import _parts, _rule_of_100
 
-    trainer = _trainer(digits(), 0)
-    state = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    parts = _parts(digits(), 0)
+    state = {k: v.clone() for k, v in parts.model.state_dict().items()}
     with torch.no_grad():
-        x, y = next(iter(trainer.loader.epoch(0)))
-        start_loss = float(trainer.loss_fn(trainer.model(x), y))
-    lr, trials = _rule_of_100(trainer, state, start_loss, start, 1e3, 100, 6, 4.0)
+        x, y = next(iter(parts.loader.epoch(0)))
+        start_loss = float(parts.loss_fn(parts.model(x), y))
+    lr, trials = _rule_of_100(parts, state, start_loss, start, 1e3, 100, 6, 4.0)
     lrs = [t["lr"] for t in trials]
     factor = 10.0 if direction == "up" else 0.1
     assert lrs == pytest.approx([start * factor**i for i in range(len(lrs))])

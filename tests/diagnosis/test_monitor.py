@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 
 import trainlab
 from tests.engine.test_loop import _Crash
+from trainlab.diagnosis.monitor import LayerMonitor
+from trainlab.engine.build import build
 from trainlab.engine.loop import Trainer
 from trainlab.errors import TrainlabWarning
 
@@ -29,8 +31,8 @@ def _records(run: Path) -> list[dict]:
 
 
 def test_monitoring_records_every_n_steps_and_changes_nothing(tmp_path: Path):
-    plain = trainlab.train(None, MLP, out=tmp_path / "plain", progress=False)
-    watched = trainlab.train(None, [*MLP, "training.monitor_every=10"], out=tmp_path / "m")
+    plain = trainlab.train(None, MLP, out=tmp_path / "plain", progress=False).summary
+    watched = trainlab.train(None, [*MLP, "training.monitor_every=10"], out=tmp_path / "m").summary
     assert watched["test_loss"] == plain["test_loss"]
     a, b = (load_file(tmp_path / r / "model.safetensors") for r in ("plain", "m"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit: the monitor only reads
@@ -67,7 +69,8 @@ def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path, every: i
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(recipe, run, callbacks=[_Crash(step=crash)], progress=False).fit()
+        monitor = LayerMonitor(run / "layers.jsonl", 5)  # trainlab.train adds it itself
+        Trainer(build(recipe), run, [monitor, _Crash(step=crash)], progress=False).fit()
     trainlab.train(None, out=run, resume=True, progress=False)
     assert _records(run) == _records(tmp_path / "full")
 
@@ -88,7 +91,8 @@ def test_a_rollback_leaves_no_stale_hooks_and_the_run_finishes(tmp_path: Path):
     run = tmp_path / "rollback"
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
-    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    monitor = LayerMonitor(run / "layers.jsonl", 4)
+    trainer = Trainer(build(recipe), run, [monitor, _PoisonNextBatch(at=3)], progress=False)
     with pytest.warns(TrainlabWarning, match="rolled back"):
         trainer.fit()
     hooks = sum(len(m._forward_hooks) for m in trainer.model.modules())

@@ -76,16 +76,19 @@ def test_the_probe_reuses_the_runs_first_steps(tmp_path: Path):
     separately (as the probe did before sharing) gives the same loss drop."""
     import copy
 
-    from trainlab.diagnosis.overfit import label_probe, optimizer_for, overfit_sample
-    from trainlab.engine.loop import Trainer
+    from trainlab.diagnosis.overfit import label_probe, overfit_sample
+    from trainlab.engine.build import build
+    from trainlab.engine.step import Step
 
-    plain = overfit_recipe(trainlab.resolve_recipe(None, MLP))
-    trainer = Trainer(plain, tmp_path / "run", progress=False)
-    sample = list(trainer.loader.epoch(0))[:5]
-    initial = copy.deepcopy(trainer.model)
-    run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, 30, 10, 0.0)
-    separate = label_probe(initial, lambda net: optimizer_for(trainer, net), trainer.loss_fn,
-                           sample, steps=30)  # fmt: skip
+    parts = build(overfit_recipe(trainlab.resolve_recipe(None, MLP)))
+    sample = list(parts.loader.epoch(0))[:5]
+    initial = copy.deepcopy(parts.model)
+    run = overfit_sample(Step.of(parts), sample, parts.base_lr, 30, 10, 0.0)
+
+    def make_step(net):
+        return Step.of(parts, net, parts.fresh_optimizer(net, weight_decay=0.0))
+
+    separate = label_probe(initial, make_step, sample, parts.base_lr, steps=30)
     assert run.steps[-1] == 30
     shared = (run.losses[0] - run.losses[-1]) / run.losses[0]
     assert separate.real == pytest.approx(shared, rel=1e-5)
@@ -103,11 +106,11 @@ def test_the_check_passes_the_runs_own_drop_to_the_probe(monkeypatch, tmp_path: 
     seen = {}
     real_probe = overfit.label_probe
 
-    def spy(model, make_optimizer, loss_fn, batches, steps=30, real=None):
+    def spy(model, make_step, batches, lr, steps=30, real=None):
         seen.update(steps=steps, real=real)
-        separate = real_probe(copy.deepcopy(model), make_optimizer, loss_fn, batches, steps)
+        separate = real_probe(copy.deepcopy(model), make_step, batches, lr, steps)
         seen["separate"] = separate.real
-        return real_probe(model, make_optimizer, loss_fn, batches, steps, real)
+        return real_probe(model, make_step, batches, lr, steps, real)
 
     monkeypatch.setattr(overfit, "label_probe", spy)
     finding = run_overfit_check(recipe)

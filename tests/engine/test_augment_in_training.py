@@ -11,6 +11,7 @@ import torch
 
 import trainlab
 from trainlab.data.augment import AUGMENTS
+from trainlab.engine.build import build
 from trainlab.engine.loop import Trainer
 from trainlab.errors import RecipeError
 
@@ -43,7 +44,7 @@ def _trainer(path: Path, run: Path, augment: str, loader: str) -> Trainer:
         "schedule=constant",
         "training.progress=false",
     ]
-    return Trainer(trainlab.resolve_recipe(None, overrides), run, progress=False)
+    return Trainer(build(trainlab.resolve_recipe(None, overrides)), run, progress=False)
 
 
 @pytest.mark.parametrize("name", AUGMENTS.names())

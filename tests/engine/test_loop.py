@@ -10,8 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
+from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.loop import Trainer
+from trainlab.engine.step import Step
 from trainlab.recipe import load_recipe
 
 FAST = ["training.progress=false"]
@@ -22,7 +24,7 @@ def _mlp_digits(*extra: str) -> list[str]:
 
 
 def test_train_writes_a_complete_run_folder(tmp_path: Path):
-    summary = trainlab.train(None, _mlp_digits(), out=tmp_path / "run", progress=False)
+    summary = trainlab.train(None, _mlp_digits(), out=tmp_path / "run", progress=False).summary
     run = tmp_path / "run"
     for name in ("recipe.yaml", "metrics.jsonl", "model.safetensors", "summary.json"):
         assert (run / name).is_file(), name
@@ -35,30 +37,32 @@ def test_train_writes_a_complete_run_folder(tmp_path: Path):
     assert sum("val_acc" in r for r in records) == 3
     # the resolved recipe re-runs as is
     assert load_recipe(run / "recipe.yaml") == trainlab.resolve_recipe(None, _mlp_digits())
-    again = trainlab.train(run / "recipe.yaml", out=tmp_path / "again", progress=False)
+    again = trainlab.train(run / "recipe.yaml", out=tmp_path / "again", progress=False).summary
     assert again["test_loss"] == summary["test_loss"]  # same seed, same data order: same result
 
 
 def test_seed_changes_the_trace_and_only_the_seed(tmp_path: Path):
-    a = trainlab.train(None, _mlp_digits("seed=1"), out=tmp_path / "a", progress=False)
-    b = trainlab.train(None, _mlp_digits("seed=2"), out=tmp_path / "b", progress=False)
-    c = trainlab.train(None, _mlp_digits("seed=1"), out=tmp_path / "c", progress=False)
+    a = trainlab.train(None, _mlp_digits("seed=1"), out=tmp_path / "a", progress=False).summary
+    b = trainlab.train(None, _mlp_digits("seed=2"), out=tmp_path / "b", progress=False).summary
+    c = trainlab.train(None, _mlp_digits("seed=1"), out=tmp_path / "c", progress=False).summary
     assert a["test_loss"] == c["test_loss"]
     assert a["test_loss"] != b["test_loss"]
 
 
 class _Crash(Callback):
-    """Simulates a crash right after the checkpoint of a given step or epoch end."""
+    """Simulates a crash right after the checkpoint of a given step or epoch end. A user's
+    callbacks run before the checkpointer, so the crash comes at the next event: the end of
+    the next step (its work is lost), the start of the next epoch."""
 
     def __init__(self, step: int | None = None, epoch: int | None = None) -> None:
         self.step, self.epoch = step, epoch
 
     def on_batch_end(self, trainer: Trainer) -> None:
-        if trainer.step == self.step:
+        if self.step is not None and trainer.step == self.step + 1:
             raise KeyboardInterrupt
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        if trainer.epoch + 1 == self.epoch:
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        if trainer.epoch == self.epoch:
             raise KeyboardInterrupt
 
 
@@ -98,9 +102,9 @@ def test_resume_after_a_crash_gives_identical_weights_and_log(
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(recipe, run, callbacks=[_Crash(**crash)], progress=False).fit()
+        Trainer(build(recipe), run, callbacks=[_Crash(**crash)], progress=False).fit()
     assert not (run / "summary.json").exists()
-    resumed = trainlab.train(None, out=run, resume=True, progress=False)
+    resumed = trainlab.train(None, out=run, resume=True, progress=False).summary
 
     a = load_file(uninterrupted / "model.safetensors")
     b = load_file(run / "model.safetensors")
@@ -123,8 +127,8 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
     run.mkdir()
     recipe = trainlab.resolve_recipe(None, overrides)
     (run / "recipe.yaml").write_text(recipe.to_yaml())
-    trainer = Trainer(recipe, run, progress=False)
-    summary = trainer.fit()
+    trainer = Trainer(build(recipe), run, progress=False)
+    summary = trainer.fit().summary
     assert summary["stop_reason"] and "early stopping" in summary["stop_reason"]
     assert summary["epochs_run"] < 40
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -136,7 +140,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
     report = trainlab.evaluate(run, plot=False)
     assert report["test_loss"] == pytest.approx(summary["test_loss"])
     # resuming a run that stopped early only finishes it: no more training, same result
-    again = trainlab.train(None, out=run, resume=True, progress=False)
+    again = trainlab.train(None, out=run, resume=True, progress=False).summary
     assert again["steps"] == summary["steps"] and again["test_loss"] == summary["test_loss"]
 
 
@@ -158,14 +162,14 @@ def test_resume_mid_epoch_on_the_dataloader_path_with_workers(tmp_path: Path):
         "augment=[{name: hflip}, cutmix]",
         "training.checkpoint_every_steps=5",
     ]
-    full = trainlab.train(None, overrides, out=tmp_path / "full", progress=False)
+    full = trainlab.train(None, overrides, out=tmp_path / "full", progress=False).summary
     recipe = trainlab.resolve_recipe(None, overrides)
     run = tmp_path / "crashed"
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(recipe, run, callbacks=[_Crash(step=25)], progress=False).fit()
-    resumed = trainlab.train(None, out=run, resume=True, progress=False)
+        Trainer(build(recipe), run, callbacks=[_Crash(step=25)], progress=False).fit()
+    resumed = trainlab.train(None, out=run, resume=True, progress=False).summary
     assert resumed["test_loss"] == full["test_loss"]
     a, b = (load_file(r / "model.safetensors") for r in (tmp_path / "full", run))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -177,7 +181,7 @@ def test_huge_seeds_work(tmp_path: Path):
         [*FAST, f"seed={2**62}", "training.max_steps=3", "schedule.warmup_epochs=0"],
         out=tmp_path / "s",
         progress=False,
-    )
+    ).summary
     assert summary["steps"] == 3
 
 
@@ -197,7 +201,7 @@ def test_lbfgs_trains_full_batch_on_the_spiral(tmp_path: Path):
         "training.epochs=15",
         "preprocess.name=standardize",
     ]
-    summary = trainlab.train(None, overrides, out=tmp_path / "lbfgs", progress=False)
+    summary = trainlab.train(None, overrides, out=tmp_path / "lbfgs", progress=False).summary
     assert summary["steps"] == 15
     assert summary["test_acc"] > 0.9  # a linear model gets ~0.5 on the spiral
 
@@ -215,10 +219,12 @@ def test_binary_cross_entropy_uses_one_logit(tmp_path: Path, blobs_npz: Path):
         "training.epochs=3",
         "optimizer.lr=0.03",
     ]
-    trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "bce", progress=False)
+    trainer = Trainer(
+        build(trainlab.resolve_recipe(None, overrides)), tmp_path / "bce", progress=False
+    )
     assert list(trainer.model.parameters())[-1].shape == (1,)
     (tmp_path / "bce").mkdir()
-    assert trainer.fit()["test_acc"] > 0.95
+    assert trainer.fit().test["test_acc"] > 0.95
 
 
 @pytest.mark.parametrize(
@@ -226,11 +232,12 @@ def test_binary_cross_entropy_uses_one_logit(tmp_path: Path, blobs_npz: Path):
 )
 def test_penalties_add_their_gradient_to_weights_only(tmp_path: Path, l1: float, l2: float):
     overrides = _mlp_digits(f"regularization.l2={l2}", f"regularization.l1={l1}")
-    trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "x", progress=False)
-    assert trainer.decay_penalty
-    trainer.model.zero_grad()
-    trainer._penalty().backward()
-    for module in trainer.model.modules():
+    parts = build(trainlab.resolve_recipe(None, overrides))
+    step = Step.of(parts)
+    assert step.penalised
+    parts.model.zero_grad()
+    step.penalty().backward()
+    for module in parts.model.modules():
         if isinstance(module, torch.nn.Linear):
             w = module.weight
             torch.testing.assert_close(w.grad, l1 * w.sign() + l2 * w)
@@ -245,25 +252,31 @@ def test_lr_scaling_rule_and_warmup(tmp_path: Path):
         "training.batch_size=128",
         "schedule={name: constant, warmup_epochs: 1}",
     )
-    trainer = Trainer(trainlab.resolve_recipe(None, overrides), tmp_path / "x", progress=False)
-    assert trainer.base_lr == pytest.approx(0.04)
-    warm = trainer.steps_per_epoch
-    assert trainer.lr_mult(0) == pytest.approx(1 / warm)
-    assert trainer.lr_mult(warm - 1) == pytest.approx(1.0)
-    assert trainer.lr_mult(warm + 3) == pytest.approx(1.0)
+    parts = build(trainlab.resolve_recipe(None, overrides))
+    assert parts.base_lr == pytest.approx(0.04)
+    warm = parts.steps_per_epoch
+    assert parts.lr(0) == pytest.approx(0.04 / warm)
+    assert parts.lr(warm - 1) == pytest.approx(0.04)
+    assert parts.lr(warm + 3) == pytest.approx(0.04)
 
 
 def test_the_dataloader_path_trains_like_the_device_path(tmp_path: Path):
     base = [*FAST, "training.epochs=3", "data.num_workers=0"]
-    device = trainlab.train(None, [*base, "data.loader=device"], out=tmp_path / "d", progress=False)
+    device = trainlab.train(
+        None, [*base, "data.loader=device"], out=tmp_path / "d", progress=False
+    ).summary
     workers = trainlab.train(
         None, [*base, "data.loader=dataloader"], out=tmp_path / "w", progress=False
-    )
+    ).summary
     assert workers["steps"] == device["steps"]
     assert workers["test_acc"] > 0.85 and device["test_acc"] > 0.85
     same = [*base, "augment=[]"]  # without random transforms the two paths are the same maths
-    a = trainlab.train(None, [*same, "data.loader=device"], out=tmp_path / "d2", progress=False)
-    b = trainlab.train(None, [*same, "data.loader=dataloader"], out=tmp_path / "w2", progress=False)
+    a = trainlab.train(
+        None, [*same, "data.loader=device"], out=tmp_path / "d2", progress=False
+    ).summary
+    b = trainlab.train(
+        None, [*same, "data.loader=dataloader"], out=tmp_path / "w2", progress=False
+    ).summary
     assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-6)
 
 
@@ -289,7 +302,7 @@ def test_gradient_clipping_bounds_the_global_norm(tmp_path: Path):
     recipe = trainlab.resolve_recipe(None, _mlp_digits("training.grad_clip=0.05"))
     probe = _GradNorms()
     (tmp_path / "clip").mkdir()
-    Trainer(recipe, tmp_path / "clip", callbacks=[probe], progress=False).fit()
+    Trainer(build(recipe), tmp_path / "clip", callbacks=[probe], progress=False).fit()
     assert probe.norms and max(probe.norms) <= 0.05 * (1 + 1e-4)
 
 
@@ -299,29 +312,45 @@ def test_bf16_autocast_trains(tmp_path: Path):
         _mlp_digits("training.precision=bf16", "training.epochs=4"),
         out=tmp_path / "bf16",
         progress=False,
-    )
+    ).summary
     assert summary["test_acc"] > 0.85
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_trains_on_cuda_with_data_resident_on_the_device(tmp_path: Path):
     recipe = trainlab.resolve_recipe(None, [*FAST, "training.device=cuda", "training.epochs=8"])
-    trainer = Trainer(recipe, tmp_path / "cuda", progress=False)
+    trainer = Trainer(build(recipe), tmp_path / "cuda", progress=False)
     assert trainer.loader.x.is_cuda and next(trainer.model.parameters()).is_cuda
     (tmp_path / "cuda").mkdir()
-    summary = trainer.fit()
+    summary = trainer.fit().summary
     assert summary["device"].startswith("cuda") and summary["test_acc"] > 0.95
 
 
-def test_deterministic_switch_is_set_both_ways(tmp_path: Path):
-    Trainer(
-        trainlab.resolve_recipe(None, _mlp_digits("training.deterministic=true")),
-        tmp_path / "d",
-        progress=False,
-    )
-    assert torch.are_deterministic_algorithms_enabled()
-    Trainer(trainlab.resolve_recipe(None, _mlp_digits()), tmp_path / "n", progress=False)
-    assert not torch.are_deterministic_algorithms_enabled()
+class _SeesSwitch(Callback):
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.deterministic = torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.parametrize("caller", [False, True])
+def test_deterministic_switch_is_the_runs_inside_fit_and_the_callers_after(
+    tmp_path: Path, caller: bool
+):
+    """Inside fit() the recipe's switch holds (set both ways); build() and fit() leave the
+    caller's as it was."""
+    torch.use_deterministic_algorithms(caller)
+    try:
+        for name, value in (("d", "true"), ("n", "false")):
+            recipe = trainlab.resolve_recipe(
+                None, _mlp_digits(f"training.deterministic={value}", "training.epochs=2")
+            )
+            parts = build(recipe)
+            assert torch.are_deterministic_algorithms_enabled() is caller
+            seen = _SeesSwitch()
+            Trainer(parts, tmp_path / f"{name}{caller}", [seen], progress=False).fit()
+            assert seen.deterministic is (value == "true")
+            assert torch.are_deterministic_algorithms_enabled() is caller
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 @pytest.mark.parametrize(
@@ -346,7 +375,7 @@ def test_max_steps_sets_the_length_of_training(tmp_path: Path):
         _mlp_digits("training.epochs=1", "training.max_steps=50", "schedule.warmup_epochs=0"),
         out=tmp_path / "m",
         progress=False,
-    )
+    ).summary
     assert summary["steps"] == 50 and summary["epochs_run"] == 3  # 20 steps per epoch
 
 
@@ -354,8 +383,8 @@ def test_lsuv_init_gets_preprocessed_training_inputs(tmp_path: Path):
     recipe = trainlab.resolve_recipe(
         None, _mlp_digits("model.init=lsuv", "model.widths=[64, 64]", "model.norm=none")
     )
-    trainer = Trainer(recipe, tmp_path / "lsuv", progress=False)
-    x = trainer.preprocess(trainer.raw_sample[:256])
+    trainer = Trainer(build(recipe), tmp_path / "lsuv", progress=False)
+    x = trainer.preprocess(trainer.parts.raw_sample[:256])
     stds = []
     hooks = [
         m.register_forward_hook(lambda m, i, o: stds.append(o.std().item()))

@@ -12,6 +12,7 @@ import torch
 import trainlab
 from tests.conftest import run_cli
 from trainlab.data.loaders import _order
+from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.checkpoint import load_checkpoint
 from trainlab.engine.loop import Trainer
@@ -74,7 +75,7 @@ def test_a_nan_in_one_input_batch_stops_before_that_update(tmp_path: Path):
     recipe = trainlab.resolve_recipe(None, BASE)
     run = tmp_path / "nan"
     run.mkdir()
-    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    trainer = Trainer(build(recipe), run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with pytest.raises(trainlab.TrainlabError, match=r"loss is nan at step 4 \(epoch 1, batch 4 "):
         trainer.fit()
@@ -89,7 +90,7 @@ def test_the_guard_can_be_turned_off(tmp_path: Path):
     recipe = trainlab.resolve_recipe(None, [*BASE, "training.nonfinite=ignore"])
     run = tmp_path / "off"
     run.mkdir()
-    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    trainer = Trainer(build(recipe), run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
     with pytest.raises(trainlab.TrainlabError, match="holds NaN or infinite values at step 4"):
         trainer.fit()
     assert _finite_checkpoint(run) == 3
@@ -103,9 +104,9 @@ def test_rollback_skips_the_bad_batch_and_finishes(tmp_path: Path):
     run = tmp_path / "rollback"
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
-    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    trainer = Trainer(build(recipe), run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
     with pytest.warns(trainlab.TrainlabWarning, match="rolled back") as caught:
-        summary = trainer.fit()
+        summary = trainer.fit().summary
     rollbacks = [str(w.message) for w in caught if "rolled back" in str(w.message)]
     assert len(rollbacks) == 2 and "rolled back to step 3 " in rollbacks[0]
     # the poisoned example stays in the data: its batch is skipped once in each epoch
@@ -133,7 +134,7 @@ def test_rollback_gives_up_after_the_allowed_retries(tmp_path: Path):
     )
     run = tmp_path / "giveup"
     run.mkdir()
-    trainer = Trainer(recipe, run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    trainer = Trainer(build(recipe), run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
     with (
         pytest.warns(trainlab.TrainlabWarning),
         pytest.raises(trainlab.TrainlabError, match="loss is nan"),

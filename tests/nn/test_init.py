@@ -43,6 +43,7 @@ def _leaky_gain(a: float) -> float:
 
 # name -> list of (recipe params, activation context, (kind, expected(fan_in, fan_out)))
 CASES: dict[str, list[tuple[dict, tuple[str, float], tuple]]] = {
+    "keep": [({}, RELU, ("default", None))],  # the constructor's weights, untouched
     "default": [({}, RELU, ("default", None))],
     "zeros": [({}, RELU, ("zeros", None))],
     "normal": [

@@ -31,7 +31,16 @@ from trainlab.registry import Registry
 if TYPE_CHECKING:
     from trainlab.recipe import DataConfig
 
-__all__ = ["DATASETS", "RawData", "Splits", "load_splits", "check_labels", "check_features"]
+__all__ = [
+    "DATASETS",
+    "RawData",
+    "Splits",
+    "load_splits",
+    "read_raw",
+    "check_labels",
+    "check_features",
+    "features_as_float",
+]
 
 DATASETS = Registry("dataset", "data sources (data.name)")
 
@@ -103,14 +112,20 @@ def check_features(x: np.ndarray, y: np.ndarray, source: str) -> np.ndarray:
             raise DataError(f"{source}: {len(x)} images but {len(y)} labels")
         return x
     x = np.asarray(x)
-    if x.dtype == object or x.dtype.kind not in "iufb":
-        raise DataError(f"{source}: features must be numeric, got dtype {x.dtype}")
     if x.ndim < 2:
         raise DataError(f"{source}: features must have shape (N, ...), got {x.shape}")
     if len(x) != len(y):
         raise DataError(f"{source}: {len(x)} feature rows but {len(y)} labels")
+    return features_as_float(x, source)
+
+
+def features_as_float(x: np.ndarray, source: str) -> np.ndarray:
+    """Features as float32, uint8 (8-bit images) scaled to [0, 1]: the one conversion training
+    and prediction share. A row with NaN or infinity is a DataError naming it."""
+    if x.dtype == object or x.dtype.kind not in "iufb":
+        raise DataError(f"{source}: features must be numeric, got dtype {x.dtype}")
     out = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-    bad = np.flatnonzero(~np.isfinite(out.reshape(len(out), -1)).all(axis=1))
+    bad = np.flatnonzero(~np.isfinite(out.reshape(max(len(out), 1), -1)).all(axis=1))
     if bad.size:
         raise DataError(f"{source}: row {bad[0]}: features contain NaN or infinity")
     return out
@@ -123,9 +138,19 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[held:]), np.sort(order[:held])
 
 
+def read_raw(cfg: DataConfig) -> RawData:
+    """The arrays of the recipe's dataset as its reader returns them (no checks, no splits).
+
+    Each factory is passed only the ``data`` keys it declares (its keyword parameters with a
+    default, as ``trainlab list dataset`` shows them); the rest of the section is the loaders'.
+    """
+    entry = DATASETS.get(cfg.name)
+    return entry.factory(**{key: getattr(cfg, key) for key in entry.params()})
+
+
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the recipe's dataset, validate it and cut train / val / test."""
-    raw: RawData = DATASETS.get(cfg.name).factory(cfg)
+    raw = read_raw(cfg)
     classes = raw.classes
     y_train = check_labels(raw.y_train, raw.source, len(classes))
     x_train = check_features(raw.x_train, y_train, raw.source)
@@ -161,8 +186,14 @@ def load_splits(cfg: DataConfig) -> Splits:
     )
 
 
+# A dataset factory's keyword parameters with a default are the ``data`` keys it reads; their
+# defaults repeat the schema's (trainlab.recipe.DataConfig, which data cannot import: the schema
+# imports every component), and tests/test_registry_params.py asserts that they agree. The
+# built-in datasets below are fixed: they read no key (the splits are load_splits' business).
+
+
 @DATASETS.register("digits")
-def digits(cfg: DataConfig) -> RawData:
+def digits() -> RawData:
     """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes)."""
     images, target = _digits_arrays()
     x = images.astype(np.float32)[:, None]  # (N, 1, 8, 8), values 0..16
@@ -187,7 +218,7 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 
 @DATASETS.register("mnist1d")
-def mnist1d(cfg: DataConfig) -> RawData:
+def mnist1d() -> RawData:
     """MNIST-1D (Greydanus, 2020): 4,000 / 1,000 length-40 sequences from make_dataset()."""
     x, y, x_test, y_test = (a.copy() for a in _mnist1d_arrays())
     return RawData(x, y, x_test, y_test, [str(c) for c in range(10)], "mnist1d")
@@ -210,7 +241,7 @@ def _mnist1d_arrays() -> tuple[np.ndarray, ...]:
 
 
 @DATASETS.register("spiral")
-def spiral(cfg: DataConfig) -> RawData:
+def spiral() -> RawData:
     """cs231n's spiral: 3 interleaved arms in 2-D, 1,000 points each; not linearly separable."""
     per_class, classes = 1000, 3
     rng = np.random.default_rng(0)

@@ -109,7 +109,7 @@ class Whiten(Preprocessor):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(len(x), -1)
+        flat = x.flatten(1)  # not reshape(len(x), -1): an exported graph keeps the batch free
         return ((flat - self.mean) @ self.proj).reshape(x.shape)
 
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from trainlab.diagnosis.findings import Finding
 from trainlab.errors import TrainlabError
+from trainlab.figures import new_figure, save_figure
 
 __all__ = ["check_curves", "load_records", "plot_curves", "smooth", "split_records"]
 
@@ -300,14 +301,8 @@ def check_curves(records: list[dict[str, Any]], figure: str | None = None) -> li
 
 def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     """Loss (raw scatter + moving average, val loss) and accuracy (train, val) side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
     train, val = split_records(records)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_loss, ax_acc) = new_figure(11, 4.2, ncols=2)
     steps = np.array([r["step"] for r in train], dtype=float)
     loss = np.array([r["loss"] for r in train], dtype=float)
     finite = np.isfinite(loss)
@@ -352,6 +347,4 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     ax_acc.set_xlabel("step")
     ax_acc.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.diagnosis.findings import Finding
+from trainlab.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
     from trainlab.data.datasets import Splits
@@ -238,12 +239,6 @@ def plot_class_samples(splits: Splits, path: str | Path, per_class: int = 8, see
     """A figure of training samples per class: images as images (one row per class), sequences
     as overlaid line plots (one panel per class), vectors as a scatter of their first two
     principal components coloured by class (the features themselves when there are two)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
     names = _names(splits)
     y = splits.y_train
     present = [c for c in range(len(names)) if (y == c).any()]
@@ -251,18 +246,16 @@ def plot_class_samples(splits: Splits, path: str | Path, per_class: int = 8, see
     note = f" (first {len(shown)} of {len(present)} classes)" if len(present) > len(shown) else ""
     ndim = len(splits.x_train.shape)
     if ndim >= 4:
-        fig = _image_grid(plt, splits, names, shown, per_class, seed)
+        fig = _image_grid(splits, names, shown, per_class, seed)
     elif ndim == 3:
-        fig = _sequence_panels(plt, splits, names, shown, per_class, seed)
+        fig = _sequence_panels(splits, names, shown, per_class, seed)
     else:
-        fig = _vector_scatter(plt, splits, names, shown, seed)
+        fig = _vector_scatter(splits, names, shown, seed)
     fig.suptitle(f"{splits.source}: training samples per class{note}", fontsize=11)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
-def _image_grid(plt, splits, names, shown, per_class, seed):  # type: ignore[no-untyped-def]
+def _image_grid(splits, names, shown, per_class, seed):  # type: ignore[no-untyped-def]
     """One mosaic (a row per class, one-pixel gaps) drawn as a single image: one axes instead
     of one per sample, which made this figure cost more than the checks (0.7 s for 80 axes)."""
     picks = _per_class(splits.y_train, shown, per_class, seed)
@@ -281,7 +274,7 @@ def _image_grid(plt, splits, names, shown, per_class, seed):  # type: ignore[no-
             cell = cell[:3].transpose(1, 2, 0) if rgb else np.repeat(cell[0][..., None], 3, 2)
             mosaic[r * (h + gap) : r * (h + gap) + h, k * (w + gap) : k * (w + gap) + w] = cell
     size = 0.9
-    fig, ax = plt.subplots(figsize=(1.4 + size * cols, 0.5 + size * len(shown)))
+    fig, ax = new_figure(1.4 + size * cols, 0.5 + size * len(shown))
     ax.imshow(mosaic, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks(
@@ -298,14 +291,16 @@ def _image_grid(plt, splits, names, shown, per_class, seed):  # type: ignore[no-
     return fig
 
 
-def _sequence_panels(plt, splits, names, shown, per_class, seed):  # type: ignore[no-untyped-def]
+def _sequence_panels(splits, names, shown, per_class, seed):  # type: ignore[no-untyped-def]
+    import matplotlib
+
     picks = _per_class(splits.y_train, shown, per_class, seed)
     ncols = min(5, len(shown))
     nrows = math.ceil(len(shown) / ncols)
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(2.6 * ncols, 1.9 * nrows + 0.5), squeeze=False, sharey=True
+    fig, axes = new_figure(
+        2.6 * ncols, 1.9 * nrows + 0.5, nrows=nrows, ncols=ncols, squeeze=False, sharey=True
     )
-    colors = plt.get_cmap("tab10")
+    colors = matplotlib.colormaps["tab10"]
     for i, (c, p) in enumerate(zip(shown, picks, strict=True)):
         ax = axes[i // ncols, i % ncols]
         seqs = _take(splits.x_train, p)
@@ -327,7 +322,9 @@ def _sequence_panels(plt, splits, names, shown, per_class, seed):  # type: ignor
     return fig
 
 
-def _vector_scatter(plt, splits, names, shown, seed):  # type: ignore[no-untyped-def]
+def _vector_scatter(splits, names, shown, seed):  # type: ignore[no-untyped-def]
+    import matplotlib
+
     x = np.asarray(splits.x_train, dtype=np.float64).reshape(len(splits.x_train), -1)
     y = splits.y_train
     if len(x) > PCA_SAMPLE:
@@ -345,8 +342,8 @@ def _vector_scatter(plt, splits, names, shown, seed):  # type: ignore[no-untyped
         pts = z @ vt[:2].T
         share = s[:2] ** 2 / max(float((s**2).sum()), 1e-12)
         xlabel, ylabel = f"PC 1 ({share[0]:.0%} of variance)", f"PC 2 ({share[1]:.0%})"
-    fig, ax = plt.subplots(figsize=(6.5, 5.2))
-    cmap = plt.get_cmap("tab10" if len(shown) <= 10 else "tab20")
+    fig, ax = new_figure(6.5, 5.2)
+    cmap = matplotlib.colormaps["tab10" if len(shown) <= 10 else "tab20"]
     for i, c in enumerate(shown):
         m = y == c
         ax.scatter(pts[m, 0], pts[m, 1], s=8, alpha=0.6, color=cmap(i % cmap.N), label=names[c])

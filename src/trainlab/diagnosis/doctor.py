@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import copy
 import itertools
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from trainlab.diagnosis.findings import Finding, most_severe
+from trainlab.engine.build import Parts, build
+from trainlab.engine.seeding import preserved_global_state, set_rng_state
+from trainlab.engine.step import Step
 from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe
 
@@ -26,31 +28,30 @@ __all__ = ["CHECKS", "run_doctor"]
 CHECKS = ("data", "initial_loss", "layers", "overfit", "lr_range", "curves")
 
 
-def _batches(trainer, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return list(itertools.islice(trainer.loader.epoch(0), count))
+def _batches(parts: Parts, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return list(itertools.islice(parts.loader.epoch(0), count))
 
 
-def _layers(trainer, out: Path, steps: int) -> Finding:
+def _layers(parts: Parts, out: Path, steps: int) -> Finding:
     """Activation statistics at init and after ``steps`` training steps, plus gradient norms
     and update/weight ratios at the recipe's base learning rate (warm-up would hide them)."""
     from trainlab.diagnosis.activations import activation_stats, check_activations
     from trainlab.diagnosis.gradients import check_gradients, gradient_stats
     from trainlab.diagnosis.layers_plot import plot_layers
-    from trainlab.diagnosis.overfit import optimizer_for
 
-    model = copy.deepcopy(trainer.model)
-    opt = optimizer_for(trainer, model)
-    batches = _batches(trainer, steps)
+    model = copy.deepcopy(parts.model)
+    opt = parts.fresh_optimizer(model, weight_decay=0.0)
+    step = Step.of(parts, model, opt)
+    batches = _batches(parts, steps)
     probe_x = batches[0][0]
     init = activation_stats(model, probe_x)
     model.train()
     for x, y in batches:
-        opt.zero_grad(set_to_none=True)
-        trainer.loss_fn(model(x).float(), y).backward()
-        opt.step()
+        if not step(x, y, parts.base_lr).updated:
+            break  # a non-finite loss or gradient: the statistics below say where
     after = activation_stats(model, probe_x)
     x, y = batches[0]
-    grads = gradient_stats(model, trainer.loss_fn(model(x).float(), y), opt)
+    grads = gradient_stats(model, parts.loss_fn(model(x).float(), y), opt)
     plot_layers(init, after, grads, out / "layers.png")
     act, grad = check_activations(init, after), check_gradients(grads)
     status = most_severe(act.status, grad.status)
@@ -89,8 +90,6 @@ def run_doctor(
 ) -> list[Finding]:
     """Run ``checks`` on ``recipe`` (curves only with ``run_dir``), writing figures and the
     report into ``out``; ``on_finding`` sees each finding as soon as it is made."""
-    from trainlab.diagnosis.state import preserved_global_state
-
     with preserved_global_state():
         return _run(recipe, out, run_dir, checks, seeds, on_finding)
 
@@ -103,14 +102,12 @@ def _run(
     seeds: tuple[int, ...],
     on_finding: Callable[[Finding], None] | None,
 ) -> list[Finding]:
-    from trainlab.engine.loop import Trainer
-
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunFolderError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-    with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing before fit()
-        trainer = Trainer(recipe, Path(tmp) / "run", progress=False)
+    parts = build(recipe)
+    set_rng_state(parts.rng)  # the checks' random draws continue the recipe's stream
     findings: list[Finding] = []
 
     def add(new: Finding | list[Finding]) -> None:
@@ -123,19 +120,15 @@ def _run(
         if check == "data":
             from trainlab.diagnosis.data import check_data, plot_class_samples
 
-            plot_class_samples(trainer.splits, out / "data.png", seed=recipe.seed)
-            add(check_data(trainer.splits, figure="data.png"))
+            plot_class_samples(parts.splits, out / "data.png", seed=recipe.seed)
+            add(check_data(parts.splits, figure="data.png"))
         elif check == "initial_loss":
             from trainlab.diagnosis.initial_loss import check_initial_loss
 
-            model = copy.deepcopy(trainer.model)
-            add(
-                check_initial_loss(
-                    model, _batches(trainer, 5), recipe.loss.name, trainer.num_classes
-                )
-            )
+            model = copy.deepcopy(parts.model)
+            add(check_initial_loss(model, _batches(parts, 5), recipe.loss.name, parts.num_classes))
         elif check == "layers":
-            add(_layers(trainer, out, steps=50))
+            add(_layers(parts, out, steps=50))
         elif check == "overfit":
             from trainlab.diagnosis.overfit import run_overfit_check
 
@@ -145,7 +138,7 @@ def _run(
 
             sweep = lr_range_test(recipe, seeds=seeds)
             plot_lr_sweep(sweep, out / "lr_range.png")
-            add(check_lr(sweep, figure="lr_range.png", current_lr=trainer.base_lr))
+            add(check_lr(sweep, figure="lr_range.png", current_lr=parts.base_lr))
         elif check == "curves" and run_dir is not None:
             from trainlab.diagnosis.curves import check_curves, load_records, plot_curves
 

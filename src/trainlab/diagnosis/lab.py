@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from trainlab.errors import RecipeError
+from trainlab.figures import new_figure, save_figure
 from trainlab.nn.activations import kaiming_nonlinearity
 from trainlab.nn.init import DataDependentInit, init_model
 from trainlab.registry import closest
@@ -119,15 +120,10 @@ def init_stats(
 
 def plot_init_stats(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
     """One histogram per layer in a row (the lecture's figure), mean and std in each title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(rows)
     ncols = min(n, 6)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols, 2.4 * nrows + 0.6), squeeze=False)
+    fig, axes = new_figure(2.5 * ncols, 2.4 * nrows + 0.6, nrows=nrows, ncols=ncols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     # one x range for every layer, as on the lecture's slides: a collapse shows as a narrowing
@@ -149,8 +145,4 @@ def plot_init_stats(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from trainlab.diagnosis.activations import LayerStats
 from trainlab.diagnosis.gradients import GradStats
+from trainlab.figures import new_figure, save_figure
 
 __all__ = ["plot_layers"]
 
@@ -15,13 +16,7 @@ def plot_layers(
     init: list[LayerStats], after: list[LayerStats], grads: list[GradStats], path: str | Path
 ) -> Path:
     """Three panels, layers on the x axis in forward order; log scales where ratios live."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    fig, (ax_std, ax_frac, ax_grad) = plt.subplots(1, 3, figsize=(14, 4.2))
+    fig, (ax_std, ax_frac, ax_grad) = new_figure(14, 4.2, ncols=3)
     for stats, label, style in ((init, "at init", "o-"), (after, "after training steps", "s--")):
         ax_std.plot(range(1, len(stats) + 1), [s.std for s in stats], style, label=label)
         frac = [(s.dead if s.dead is not None else s.saturated) or 0.0 for s in stats]
@@ -51,6 +46,4 @@ def plot_layers(
         ax.legend(fontsize=8)
     # fixed margins (tight_layout costs a third of the figure's time and the layout is fixed)
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.12, top=0.92, wspace=0.22)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

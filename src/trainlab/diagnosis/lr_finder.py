@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,9 +68,10 @@ import numpy as np
 import torch
 
 from trainlab.diagnosis.findings import Finding
-from trainlab.diagnosis.state import preserved_global_state
+from trainlab.engine.build import Parts, build, num_outputs
+from trainlab.engine.seeding import preserved_global_state, set_rng_state
+from trainlab.engine.step import Step
 from trainlab.errors import RecipeError
-from trainlab.optim.optimizers import apply_decoupled_decay, create_optimizer
 from trainlab.recipe import Recipe, ScheduleConfig
 
 __all__ = ["SeedSweep", "LRSweep", "lr_range_test", "check_lr", "plot_lr_sweep"]
@@ -176,77 +176,45 @@ class LRSweep:
 # the sweep
 
 
-class _Stepper:
-    """One step of the recipe's update (loss, penalty, clipping, decoupled decay), as the
-    trainer does it, at an lr given per step; returns the data loss before the update."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-        self.clip = trainer.recipe.training.grad_clip
-
-    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = 0
-        while True:
-            yield from self.t.loader.epoch(epoch)
-            epoch += 1
-
-    def step(
-        self, opt: torch.optim.Optimizer, lr: float, xb: torch.Tensor, yb: torch.Tensor
-    ) -> float:
-        t = self.t
-        for group in opt.param_groups:
-            group["lr"] = lr
-        with t.autocast():
-            scores = t.model(xb)
-        loss = t.loss_fn(scores.float(), yb)
-        value = float(loss.detach())  # the per-step read-back: a diagnostic, not a training run
-        if not math.isfinite(value):
-            return value
-        opt.zero_grad(set_to_none=True)
-        if t.decay_penalty:
-            (loss + t._penalty()).backward()
-        else:
-            loss.backward()
-        if self.clip is not None:
-            torch.nn.utils.clip_grad_norm_(t.model.parameters(), self.clip, foreach=True)
-        if t.decoupled:
-            apply_decoupled_decay(opt)
-        opt.step()
-        return value
+def _batches(parts: Parts) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The recipe's training batches, epoch after epoch, as the trainer sees them."""
+    epoch = 0
+    while True:
+        yield from parts.loader.epoch(epoch)
+        epoch += 1
 
 
-def _trainer(recipe: Recipe, seed: int) -> Any:
-    from trainlab.engine.loop import Trainer  # lazy: the loop imports the data stack
-
+def _parts(recipe: Recipe, seed: int) -> Parts:
+    """The recipe's parts with ``seed`` and no schedule; the global RNG continues the build's
+    stream (callers hold :func:`preserved_global_state`), as the trainer's would."""
     rec = recipe.model_copy(update={"seed": seed, "schedule": ScheduleConfig(name="constant")})
-    # the run folder is never created: a Trainer writes nothing before fit()
-    trainer = Trainer(rec, Path(os.devnull) / "lr-range-test", progress=False)
-    if trainer.optim_info.needs_closure:
+    parts = build(rec)
+    if parts.needs_closure:
         raise RecipeError(
             f"optimizer.name={recipe.optimizer.name}: the lr range test needs a mini-batch "
             "optimiser (full-batch optimisers such as L-BFGS search their own step size)"
         )
-    return trainer
+    set_rng_state(parts.rng)
+    return parts
 
 
 @torch.no_grad()
-def _chance_loss(trainer: Any) -> float:
+def _chance_loss(parts: Parts) -> float:
     """The training loss of a model that ignores its input and outputs the log class
     frequencies (the best constant cross-entropy predictor): ln C for balanced classes. NaN
     where the loss does not take such scores."""
     try:
-        y = trainer.loader.y
-        counts = torch.bincount(y.long().flatten(), minlength=trainer.num_classes).double()
+        y = parts.loader.y
+        counts = torch.bincount(y.long().flatten(), minlength=parts.num_classes).double()
         prior = (counts / counts.sum()).clamp_min(1e-12)
         scores = prior.log()
-        from trainlab.engine.loop import num_outputs
 
         if (
-            num_outputs(trainer.recipe.loss.name, trainer.num_classes) == 1
+            num_outputs(parts.recipe.loss.name, parts.num_classes) == 1
         ):  # one logit for binary cross-entropy
             scores = (prior[1] / prior[0]).log().reshape(1)
         scores = scores.float().to(y.device).expand(len(y), -1)
-        return float(trainer.loss_fn(scores, y))
+        return float(parts.loss_fn(scores, y))
     except (RuntimeError, ValueError, TypeError, AttributeError, IndexError):
         return math.nan
 
@@ -261,19 +229,21 @@ def _ema(losses: Sequence[float], beta: float) -> list[float]:
 
 def _sweep_one(
     recipe: Recipe, seed: int, lrs: np.ndarray, beta: float, diverge: float
-) -> tuple[list[float], list[float], str, Any]:
-    trainer = _trainer(recipe, seed)
-    stepper = _Stepper(trainer)
-    trainer.model.train()
+) -> tuple[list[float], list[float], str, Parts]:
+    """One seed's sweep: the recipe's step at each lr of ``lrs`` in turn, the loss of each
+    batch (before its update) recorded, until it diverges or turns non-finite."""
+    parts = _parts(recipe, seed)
+    step = Step.of(parts)
+    parts.model.train()
     losses: list[float] = []
     smoothed: list[float] = []
     avg, best, stop = 0.0, math.inf, "end"
-    batches = stepper.batches()
+    batches = _batches(parts)
     for i, lr in enumerate(lrs):
-        xb, yb = next(batches)
-        value = stepper.step(trainer.optimizer, float(lr), xb, yb)
+        out = step(*next(batches), float(lr))
+        value = float(out.loss)  # the per-step read-back: a diagnostic, not a training run
         losses.append(value)
-        if not math.isfinite(value):
+        if not out.updated or not math.isfinite(value):
             smoothed.append(math.inf)
             stop = "nonfinite"
             break
@@ -287,7 +257,7 @@ def _sweep_one(
         if smooth > diverge * best:
             stop = "diverged"
             break
-    return losses, smoothed, stop, trainer
+    return losses, smoothed, stop, parts
 
 
 def _centred(values: np.ndarray, half: int) -> np.ndarray:
@@ -440,26 +410,22 @@ def _start_index(lrs: np.ndarray, first: SeedSweep, narrow: float | None) -> int
 
 
 def _rule_try(
-    trainer: Any, init_state: dict[str, torch.Tensor], lr: float, start_loss: float,
+    parts: Parts, init_state: dict[str, torch.Tensor], lr: float, start_loss: float,
     iters: int, diverge: float,
 ) -> dict[str, Any]:  # fmt: skip
     """Train from ``init_state`` at constant ``lr`` until the mean of the last 10 losses is
     RULE_DROP below ``start_loss`` (passed: stop there), it diverges, or ``iters`` steps."""
-    ocfg, rcfg = trainer.recipe.optimizer, trainer.recipe.regularization
-    trainer.model.load_state_dict(init_state)
-    trainer.model.train()
-    opt = create_optimizer(
-        ocfg.name, ocfg.params(), trainer.model, lr, rcfg.decay_bias_and_norm, ocfg.weight_decay
-    )
-    stepper = _Stepper(trainer)
-    batches = stepper.batches()
+    parts.model.load_state_dict(init_state)
+    parts.model.train()
+    step = Step.of(parts, optimizer=parts.fresh_optimizer(parts.model, lr))
+    batches = _batches(parts)
     losses: list[float] = []
     diverged = passed = False
     for _ in range(iters):
-        xb, yb = next(batches)
-        value = stepper.step(opt, lr, xb, yb)
+        out = step(*next(batches), lr)
+        value = float(out.loss)
         losses.append(value)
-        if not math.isfinite(value) or value > diverge * start_loss:
+        if not out.updated or not math.isfinite(value) or value > diverge * start_loss:
             diverged = True
             break
         if len(losses) >= 10 and np.mean(losses[-10:]) <= (1 - RULE_DROP) * start_loss:
@@ -471,7 +437,7 @@ def _rule_try(
 
 
 def _rule_of_100(
-    trainer: Any,
+    parts: Parts,
     init_state: dict[str, torch.Tensor],
     start_loss: float,
     suggestion: float,
@@ -490,7 +456,7 @@ def _rule_of_100(
     trials: list[dict[str, Any]] = []
     lr = suggestion
     while len(trials) < tries:
-        trial = _rule_try(trainer, init_state, lr, start_loss, iters, diverge)
+        trial = _rule_try(parts, init_state, lr, start_loss, iters, diverge)
         trials.append(trial)
         if trial["passed"]:
             return lr, trials
@@ -561,7 +527,7 @@ def _with_rule(
         if len(ends) * 2 > len(sweep.seeds):
             top = min(top, _geo_median(ends))
         with preserved_global_state():
-            init = _trainer(recipe, seed)  # the same initial weights as the first sweep
+            init = _parts(recipe, seed)  # the same initial weights as the first sweep
             state = {k: v.clone() for k, v in init.model.state_dict().items()}
             rule_lr, trials = _rule_of_100(
                 init, state, first.start_loss, sweep.suggestion, top, iters, tries, diverge
@@ -596,8 +562,8 @@ def _range_test(
             start = _start_index(lrs, results[0], narrow) if results else 0
             while True:
                 grid = lrs[start:]
-                losses, smoothed, stop, trainer = _sweep_one(recipe, seed, grid, beta, diverge)
-                chance = _chance_loss(trainer)
+                losses, smoothed, stop, parts = _sweep_one(recipe, seed, grid, beta, diverge)
+                chance = _chance_loss(parts)
                 result = _analyse(seed, grid, losses, smoothed, stop, steps_per_decade, chance)
                 stopped_early = stop != "end" and len(losses) <= early
                 if start == 0 or (result.suggestion is not None and not stopped_early):
@@ -605,7 +571,7 @@ def _range_test(
                 start = 0  # a narrowed seed that blew up or found nothing: judge it in full
             results.append(result)
             if first is None:
-                first = trainer
+                first = parts
         shape, spread, noise_to_drop = _shape(results, early)
         sugg = [s.suggestion for s in results if s.suggestion is not None]
         ranges = [s.steepest_range for s in results if s.steepest_range is not None]
@@ -754,12 +720,11 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
 
 def plot_lr_sweep(sweep: LRSweep, path: str | Path) -> Path:
     """Loss vs lr (log x): raw losses faint, the smoothed curve per seed, the suggestion and
-    the steepest range marked. Written as a PNG with matplotlib's Agg backend."""
-    from matplotlib.figure import Figure  # no pyplot: Agg renders it, no global backend set
+    the steepest range marked. Written as a PNG through :mod:`trainlab.figures` (no global
+    backend or figure state, atomic)."""
+    from trainlab.figures import new_figure, save_figure
 
-    path = Path(path)
-    fig = Figure(figsize=(7.5, 4.5), dpi=110)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(7.5, 4.5, dpi=110)
     colours = [f"C{i}" for i in range(10)]
     tops, bottoms = [], []
     for i, s in enumerate(sweep.seeds):
@@ -806,6 +771,4 @@ def plot_lr_sweep(sweep: LRSweep, path: str | Path) -> Path:
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.12, top=0.92)  # fixed: no tight_layout
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)

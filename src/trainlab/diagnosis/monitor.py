@@ -107,7 +107,7 @@ class LayerMonitor(JsonlLog):
         self._write(
             {
                 "step": trainer.step,
-                "lr": trainer.base_lr * trainer.lr_mult(trainer.step - 1),
+                "lr": trainer.parts.lr(trainer.step - 1),
                 "activations": [a.to_json() for a in self.acts],
                 "gradients": [g.to_json() for g in grads],
             }

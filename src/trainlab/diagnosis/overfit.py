@@ -12,17 +12,19 @@ inputs (the lecture's "label bug"), even if the network manages to memorise them
 from __future__ import annotations
 
 import copy
+import itertools
 import math
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 
 from trainlab.diagnosis.findings import Finding
+from trainlab.engine.build import build
+from trainlab.engine.seeding import preserved_global_state, set_rng_state
+from trainlab.engine.step import Step
 from trainlab.evaluation.metrics import hard_labels, predictions
-from trainlab.recipe import Recipe
+from trainlab.recipe import Recipe, apply_overrides, validate
 
 __all__ = [
     "LabelProbe",
@@ -30,7 +32,6 @@ __all__ = [
     "check_overfit",
     "label_probe",
     "overfit_recipe",
-    "optimizer_for",
     "overfit_sample",
     "run_overfit_check",
 ]
@@ -41,8 +42,6 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 def overfit_recipe(recipe: Recipe) -> Recipe:
     """The recipe with augmentation, dropout and its relatives, penalties, weight decay, label
     smoothing, early stopping and the schedule turned off (what the lecture's step 3 asks)."""
-    from trainlab.api import resolve_recipe
-
     off = [
         "augment=[]",
         "model.dropout=0",
@@ -56,7 +55,7 @@ def overfit_recipe(recipe: Recipe) -> Recipe:
     ]
     if "label_smoothing" in recipe.loss.params():
         off.append("loss.label_smoothing=0")
-    return resolve_recipe(recipe, off)
+    return validate(apply_overrides(recipe.model_dump(mode="json"), off))
 
 
 @dataclass
@@ -92,28 +91,29 @@ def _measure(model: torch.nn.Module, batches: list[Batch], loss_fn) -> tuple[flo
 
 
 def overfit_sample(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn,
+    step: Step,
     batches: list[Batch],
+    lr: float,
     max_steps: int = 300,
     every: int = 10,
     target_loss: float = 0.05,
 ) -> OverfitRun:
-    """Train on ``batches`` in turn until every example is classified correctly with a loss
-    below ``target_loss`` (checked every ``every`` steps), for at most ``max_steps`` steps."""
+    """Train ``step``'s model on ``batches`` in turn at ``lr`` until every example is classified
+    correctly with a loss below ``target_loss`` (checked every ``every`` steps), for at most
+    ``max_steps`` steps. A step the NaN/inf guard refuses ends the run as a divergence."""
+    model, loss_fn = step.model, step.loss_fn
     run = OverfitRun()
     loss, acc = _measure(model, batches, loss_fn)
     run.steps.append(0), run.losses.append(loss), run.accs.append(acc)
     model.train()
-    for step in range(1, max_steps + 1):
-        x, y = batches[(step - 1) % len(batches)]
-        optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x).float(), y).backward()
-        optimizer.step()
-        if step % every == 0 or step == max_steps:
+    for i in range(1, max_steps + 1):
+        x, y = batches[(i - 1) % len(batches)]
+        if not step(x, y, lr).updated:
+            run.steps.append(i), run.losses.append(math.inf), run.accs.append(0.0)
+            break
+        if i % every == 0 or i == max_steps:
             loss, acc = _measure(model, batches, loss_fn)
-            run.steps.append(step), run.losses.append(loss), run.accs.append(acc)
+            run.steps.append(i), run.losses.append(loss), run.accs.append(acc)
             if not math.isfinite(loss) or (acc == 1.0 and loss < target_loss):
                 break
     return run
@@ -143,20 +143,22 @@ def _drop(start: float, end: float) -> float:
 
 def label_probe(
     model: torch.nn.Module,
-    make_optimizer,
-    loss_fn,
+    make_step: Callable[[torch.nn.Module], Step],
     batches: list[Batch],
+    lr: float,
     steps: int = 30,
     real: float | None = None,
 ) -> LabelProbe:
-    """Train copies of ``model`` for ``steps`` steps on a random permutation of the labels and,
-    unless its drop is given as ``real`` (the overfit run measures it), on the labels."""
+    """Train copies of ``model`` (each with ``make_step(copy)``, the recipe's step over it) for
+    ``steps`` steps on a random permutation of the labels and, unless its drop is given as
+    ``real`` (the overfit run measures it), on the labels."""
 
     def drop(data: list[Batch]) -> float:
         net = copy.deepcopy(model)
-        start, _ = _measure(net, data, loss_fn)
-        overfit_sample(net, make_optimizer(net), loss_fn, data, steps, every=steps, target_loss=0)
-        return _drop(start, _measure(net, data, loss_fn)[0])
+        step = make_step(net)
+        start, _ = _measure(net, data, step.loss_fn)
+        overfit_sample(step, data, lr, steps, every=steps, target_loss=0)
+        return _drop(start, _measure(net, data, step.loss_fn)[0])
 
     gen = torch.Generator().manual_seed(0)
     permuted = [(x, y[torch.randperm(len(y), generator=gen).to(y.device)]) for x, y in batches]
@@ -214,17 +216,6 @@ def check_overfit(
     )
 
 
-def optimizer_for(trainer: Any, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """A fresh optimiser of the trainer's recipe over ``model`` (a copy the diagnosis trains),
-    at the base learning rate (no warm-up), without decoupled weight decay."""
-    from trainlab.optim.optimizers import create_optimizer
-
-    ocfg, rcfg = trainer.recipe.optimizer, trainer.recipe.regularization
-    return create_optimizer(
-        ocfg.name, ocfg.params(), model, trainer.base_lr, rcfg.decay_bias_and_norm, 0.0
-    )
-
-
 PROBE_DROP = 0.25  # the labels' loss must have fallen this much before the probe compares
 
 
@@ -244,27 +235,22 @@ def _probe_point(run: OverfitRun, probe_steps: int) -> int:
 def run_overfit_check(
     recipe: Recipe, batches: int = 5, max_steps: int = 300, probe_steps: int = 30
 ) -> Finding:
-    """Check 2 on a recipe: its model and optimiser, regularisation off, ``batches`` batches."""
-    from trainlab.engine.loop import Trainer
-
+    """Check 2 on a recipe: its model and step, regularisation off, ``batches`` batches."""
     plain = overfit_recipe(recipe)
-    with tempfile.TemporaryDirectory() as tmp:  # the trainer writes nothing before fit()
-        trainer = Trainer(plain, Path(tmp) / "overfit", progress=False)
-    sample = []
-    for batch in trainer.loader.epoch(0):
-        sample.append(batch)
-        if len(sample) == batches:
-            break
-    initial = copy.deepcopy(trainer.model)
-    run = overfit_sample(trainer.model, trainer.optimizer, trainer.loss_fn, sample, max_steps)
-    k = _probe_point(run, probe_steps)
-    probe = label_probe(
-        initial,
-        lambda net: optimizer_for(trainer, net),
-        trainer.loss_fn,
-        sample,
-        steps=max(run.steps[k], 1),
-        real=_drop(run.losses[0], run.losses[k]),
-    )
-    expected = math.log(trainer.num_classes) if plain.loss.name == "cross_entropy" else None
-    return check_overfit(run, probe, trainer.base_lr, expected)
+    with preserved_global_state():
+        parts = build(plain)
+        set_rng_state(parts.rng)  # the run's random draws continue the recipe's stream
+        sample = list(itertools.islice(parts.loader.epoch(0), batches))
+        initial = copy.deepcopy(parts.model)
+        run = overfit_sample(Step.of(parts), sample, parts.base_lr, max_steps)
+        k = _probe_point(run, probe_steps)
+        probe = label_probe(
+            initial,
+            lambda net: Step.of(parts, net, parts.fresh_optimizer(net, weight_decay=0.0)),
+            sample,
+            parts.base_lr,
+            steps=max(run.steps[k], 1),
+            real=_drop(run.losses[0], run.losses[k]),
+        )
+    expected = math.log(parts.num_classes) if plain.loss.name == "cross_entropy" else None
+    return check_overfit(run, probe, parts.base_lr, expected)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from trainlab.files import atomic_write
 
 if TYPE_CHECKING:
     from trainlab.engine.loop import Trainer
+    from trainlab.recipe import Recipe
 
 __all__ = [
     "Callback",
@@ -30,6 +32,7 @@ __all__ = [
     "EarlyStopping",
     "ProgressBar",
     "Checkpointer",
+    "standard_callbacks",
 ]
 
 EVENTS = (
@@ -148,52 +151,43 @@ class MetricsLog(JsonlLog):
 class EarlyStopping(Callback):
     """Stop when the validation metric has not improved for ``patience`` evaluations.
 
-    Keeps a copy of the best weights in memory and puts them back at the end (``restore_best``),
-    so the test figures and the saved final model are those of the best validation epoch.
+    "Improved" is the trainer's :class:`~trainlab.engine.best.Best` (the metric and
+    ``min_delta`` of ``training.early_stopping``), so the epoch early stopping restores is the
+    epoch the best checkpoint and ``summary.json`` name. Keeps a copy of the best weights in
+    memory and puts them back at the end (``restore_best``), so the test figures and the saved
+    final model are those of the best validation epoch.
     """
 
     key = "early_stopping"
 
-    def __init__(self, metric: str, patience: int, min_delta: float, restore_best: bool) -> None:
-        self.metric, self.patience, self.min_delta = metric, patience, min_delta
-        self.restore_best = restore_best
-        self.sign = -1.0 if metric.endswith("loss") else 1.0
-        self.best: float | None = None
-        self.best_epoch = 0
+    def __init__(self, patience: int, restore_best: bool) -> None:
+        self.patience, self.restore_best = patience, restore_best
         self.bad = 0
         self.best_weights: dict | None = None
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        value = metrics[self.metric]
-        if self.best is None or self.sign * (value - self.best) > self.min_delta:
-            self.best, self.best_epoch, self.bad = value, trainer.epoch + 1, 0
+        best = trainer.best
+        if best.improved:
+            self.bad = 0
             if self.restore_best:
                 self.best_weights = copy.deepcopy(trainer.model.state_dict())
-        else:
-            self.bad += 1
-            if self.bad >= self.patience:
-                trainer.stop(
-                    f"early stopping: {self.metric} has not improved for "
-                    f"{self.patience} evaluations (best {self.best:.4g} at epoch "
-                    f"{self.best_epoch})"
-                )
+            return
+        self.bad += 1
+        if self.bad >= self.patience:
+            trainer.stop(
+                f"early stopping: {best.metric} has not improved for {self.patience} "
+                f"evaluations (best {best.value:.4g} at epoch {best.epoch})"
+            )
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.restore_best and self.best_weights is not None:
             trainer.model.load_state_dict(self.best_weights)
-        trainer.best_epoch = self.best_epoch
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "best": self.best,
-            "best_epoch": self.best_epoch,
-            "bad": self.bad,
-            "best_weights": self.best_weights,
-        }
+        return {"bad": self.bad, "best_weights": self.best_weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_epoch, self.bad = state["best"], state["best_epoch"], state["bad"]
-        self.best_weights = state["best_weights"]
+        self.bad, self.best_weights = state["bad"], state["best_weights"]
 
 
 class ProgressBar(Callback):
@@ -257,30 +251,26 @@ class ProgressBar(Callback):
 
 class Checkpointer(Callback):
     """Saves ``last`` every ``every`` epochs, every ``every_steps`` steps (0: never mid-epoch) and
-    at the end, and ``best`` whenever the validation metric improves (early stopping's metric
-    when it is on, else validation accuracy)."""
+    at the end, and ``best`` whenever the trainer's :class:`~trainlab.engine.best.Best` improves
+    (early stopping's metric when it is on, else validation accuracy).
+
+    It runs after every other callback of an event (see :func:`standard_callbacks`), so each
+    callback's state after a step is in that step's checkpoint.
+    """
 
     key = "checkpointer"
 
-    def __init__(self, root: Path, every: int, every_steps: int, metric: str = "val_acc") -> None:
-        self.root, self.every, self.every_steps, self.metric = root, every, every_steps, metric
-        self.best: float | None = None
-        self.best_epoch = 0
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        trainer.best_epoch = self.best_epoch
+    def __init__(self, root: Path, every: int, every_steps: int) -> None:
+        self.root, self.every, self.every_steps = root, every, every_steps
 
     def on_batch_end(self, trainer: Trainer) -> None:
         if self.every_steps and trainer.step % self.every_steps == 0:
             self.save_last(trainer, epoch_done=False)
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        value = metrics.get(self.metric)
-        sign = -1.0 if self.metric.endswith("loss") else 1.0  # the same "best" as early stopping
-        if value is not None and (self.best is None or sign * (value - self.best) > 0):
-            self.best, self.best_epoch = value, trainer.epoch + 1
-            trainer.best_epoch = self.best_epoch
-            state = {"step": trainer.step, "epoch": trainer.epoch + 1, self.metric: value}
+        best = trainer.best
+        if best.improved:
+            state = {"step": trainer.step, "epoch": best.epoch, best.metric: best.value}
             save_checkpoint(self.root, "best", trainer.step, trainer.weights(), state)
 
     def on_epoch_end(self, trainer: Trainer) -> None:
@@ -294,8 +284,23 @@ class Checkpointer(Callback):
             self.root, "last", trainer.step, trainer.weights(), trainer.state(epoch_done), keep=2
         )
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_epoch = state["best"], state["best_epoch"]
+def standard_callbacks(
+    recipe: Recipe,
+    run_dir: Path,
+    total_steps: int,
+    progress: bool,
+    extra: Sequence[Callback] = (),
+) -> list[Callback]:
+    """The callbacks every run folder gets, in dispatch order, with ``extra`` (the caller's,
+    e.g. a pruner or the layer monitor) between the metrics log and early stopping and the
+    checkpointer: the metrics log sees each event first, the checkpointer after everything
+    that changes state, the progress bar last."""
+    tcfg = recipe.training
+    first: list[Callback] = [MetricsLog(run_dir / "metrics.jsonl")]
+    if tcfg.early_stopping is not None:
+        first.append(EarlyStopping(tcfg.early_stopping.patience, tcfg.early_stopping.restore_best))
+    checkpointer = Checkpointer(
+        run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
+    )
+    return [*first, *extra, checkpointer, ProgressBar(total_steps, progress and tcfg.progress)]

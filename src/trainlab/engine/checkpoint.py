@@ -14,17 +14,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from trainlab.errors import CheckpointError, NonFiniteError, RunFolderError, TrainlabWarning
+from trainlab.errors import (
+    CheckpointError,
+    NonFiniteError,
+    RecipeError,
+    RunFolderError,
+    TrainlabWarning,
+)
 from trainlab.files import atomic_path, atomic_write, fsync_dir
 
 __all__ = [
@@ -32,8 +36,8 @@ __all__ = [
     "load_checkpoint",
     "save_weights",
     "load_weights",
-    "rng_state",
-    "set_rng_state",
+    "run_weights",
+    "apply_run_weights",
 ]
 
 MANIFEST = "manifest.json"
@@ -47,6 +51,30 @@ def save_weights(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Weights as safetensors, written atomically."""
     with atomic_path(path) as tmp:
         save_file(_contiguous(tensors), str(tmp))
+
+
+def run_weights(model: torch.nn.Module, preprocess: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Model weights and preprocessing statistics under one namespace: what a run folder's
+    ``model.safetensors`` and every checkpoint hold, and all a prediction needs."""
+    out = {f"model.{k}": v for k, v in model.state_dict().items()}
+    out.update({f"preprocess.{k}": v for k, v in preprocess.state_dict().items()})
+    return out
+
+
+def apply_run_weights(
+    model: torch.nn.Module, preprocess: torch.nn.Module, weights: dict[str, torch.Tensor]
+) -> None:
+    """Load what :func:`run_weights` saved; a mismatch is one line naming the first keys."""
+    state = {k[6:]: v for k, v in weights.items() if k.startswith("model.")}
+    pre = {k[11:]: v for k, v in weights.items() if k.startswith("preprocess.")}
+    try:
+        model.load_state_dict(state, strict=True)
+        preprocess.load_state_dict(pre, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise RecipeError(
+            f"checkpoint does not fit this recipe's model: {' '.join(first[:2])}"
+        ) from None
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -183,31 +211,3 @@ def load_checkpoint(root: Path, pointer: str) -> tuple[dict[str, torch.Tensor], 
             )
         return loaded
     raise RunFolderError(f"{root}: no intact checkpoint to resume from: {'; '.join(problems)}")
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU and CUDA) generator states, weights-only-loadable."""
-    np_state = np.random.get_state()
-    state = {
-        "python": list(random.getstate()[1]) + [random.getstate()[2] or -1],
-        "python_version": random.getstate()[0],
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` saved."""
-    py = state["python"]
-    gauss = None if py[-1] == -1 else py[-1]
-    random.setstate((state["python_version"], tuple(int(v) for v in py[:-1]), gauss))
-    np_state = np.random.get_state()
-    keys = state["numpy_keys"].numpy().astype(np.uint32)
-    np.random.set_state((np_state[0], keys, state["numpy_pos"], 0, 0.0))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])

@@ -22,10 +22,7 @@ second of any), so a small grid shows every class. Nothing but the PNG is writte
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import tempfile
 import textwrap
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +33,7 @@ import numpy as np
 import torch
 
 from trainlab.errors import TrainlabError, TrainlabWarning
+from trainlab.figures import blank_figure, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -134,7 +132,7 @@ def _pipeline_text(recipe: Recipe) -> str:
 def _fit_inputs(x: Any, seed: int) -> torch.Tensor:
     """The raw training inputs the pipeline is fitted on, as in training (a subset of streamed
     image files: decoding all of them would make a preview slow)."""
-    from trainlab.engine.loop import fit_sample
+    from trainlab.engine.build import fit_sample
 
     return fit_sample(x, seed) if isinstance(x, np.ndarray) else fit_sample(x, seed, limit=2000)
 
@@ -280,8 +278,6 @@ def _header_height(grid: AugmentGrid, width_in: float) -> float:
 
 
 def _draw_images(grid: AugmentGrid) -> Figure:
-    import matplotlib.pyplot as plt
-
     n, draws = len(grid.labels), len(grid.augmented)
     per_group = 1 + draws
     side = 1.25 if grid.originals.shape[-1] <= 32 else 1.6  # inches per panel
@@ -302,7 +298,7 @@ def _draw_images(grid: AugmentGrid) -> Figure:
         key=lambda g: abs(math.log(layout(g)[1] / layout(g)[3] / ASPECT)),
     )
     grid_w, width, header, height = layout(groups_per_row)
-    fig = plt.figure(figsize=(width, height), dpi=DPI)
+    fig = blank_figure(width, height, dpi=DPI)
     _place_header(fig, grid, width, height)
     left0 = (width - grid_w) / 2
     for j in range(n):
@@ -335,7 +331,6 @@ def _draw_images(grid: AugmentGrid) -> Figure:
 
 
 def _draw_signals(grid: AugmentGrid) -> Figure:
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
     n, draws = len(grid.labels), len(grid.augmented)
@@ -349,7 +344,7 @@ def _draw_signals(grid: AugmentGrid) -> Figure:
     legend_h = 0.35 if draws else 0.0
     header = _header_height(grid, width) + legend_h
     height = header + rows * (ph + title_h) + bottom_m
-    fig = plt.figure(figsize=(width, height), dpi=DPI)
+    fig = blank_figure(width, height, dpi=DPI)
     _place_header(fig, grid, width, height)
     shown = [grid.originals[:, :channels], *(a[:, :channels] for a in grid.augmented)]
     low = min(grid.low, *(float(s.min()) for s in shown))
@@ -406,24 +401,9 @@ def _draw_signals(grid: AugmentGrid) -> Figure:
 
 
 def draw_augment_grid(grid: AugmentGrid) -> Figure:
-    """The matplotlib figure of a grid (Agg backend; the caller saves and closes it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """The matplotlib figure of a grid (:func:`trainlab.figures.blank_figure`: its own Agg
+    canvas, the global backend untouched, nothing to close); the caller saves it."""
     return _draw_images(grid) if grid.kind == "image" else _draw_signals(grid)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """A temporary file beside ``path``, then a rename: readers never see half a PNG, and a
-    failed write leaves neither a partial file nor the temporary one behind."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -449,21 +429,13 @@ def render_augment_grid(
 
     Returns what it wrote: the path, its pixel size and what the grid shows (JSON-ready).
     """
-    import matplotlib.pyplot as plt
-
     path = _check_out(out_path)
     grid = sample_grid(recipe, n=n, seed=seed, draws=draws)
     fig = draw_augment_grid(grid)
-    try:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)
-    png = buf.getvalue()
-    width, height = png_size(png)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, png)
+    try:  # atomic: a failed write leaves neither a partial PNG nor a temporary file
+        save_figure(fig, path, dpi=DPI)
+        with open(path, "rb") as f:
+            width, height = png_size(f.read(24))
     except OSError as exc:
         raise TrainlabError(f"{path}: cannot write the grid ({exc.strerror or exc})") from None
     return {

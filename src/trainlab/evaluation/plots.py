@@ -6,20 +6,17 @@ from pathlib import Path
 
 import torch
 
+from trainlab.figures import new_figure, save_figure
+
 __all__ = ["plot_confusion"]
 
 
 def plot_confusion(conf: torch.Tensor, classes: list[str], path: Path) -> Path:
     """Row-normalised confusion matrix (true class in rows) with the counts written in."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = conf.numpy()
     rates = counts / counts.sum(1, keepdims=True).clip(min=1)
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    fig, ax = new_figure(1.0 + 0.55 * n, 0.8 + 0.5 * n)
     ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=45 if n > 6 else 0)
     ax.set_yticks(range(n), classes)
@@ -32,6 +29,4 @@ def plot_confusion(conf: torch.Tensor, classes: list[str], path: Path) -> Path:
                 color = "white" if rates[i, j] > 0.5 else "black"
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7, color=color)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -45,6 +45,12 @@ class DataDependentInit(Protocol):
     def fit(self, model: nn.Module, sample: torch.Tensor) -> dict[str, float]: ...
 
 
+@INITS.register("keep")
+def keep(*, activation: tuple[str, float]) -> WeightInit | None:
+    """Keep the weights the constructor made (the default for your own and torchvision's models)."""
+    return None
+
+
 @INITS.register("default")
 def default(*, activation: tuple[str, float]) -> WeightInit | None:
     """Leave PyTorch's own per-layer default (kaiming_uniform with a=sqrt(5)) untouched."""
@@ -232,7 +238,7 @@ def lsuv_(
 def init_model(model: nn.Module, weight_init: WeightInit | None) -> None:
     """Apply ``weight_init`` to every Linear/Conv weight; zero biases; norms to identity.
 
-    ``None`` (the ``default`` init) keeps PyTorch's defaults everywhere.
+    ``None`` (``keep``, ``default``) leaves the weights as the constructor made them.
     """
     if weight_init is None:
         return

@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from trainlab.errors import RecipeError
@@ -31,6 +32,7 @@ from trainlab.nn.regularizers import (
     survival_probabilities,
 )
 from trainlab.registry import Registry
+from trainlab.types import PositiveInt
 
 if TYPE_CHECKING:
     from trainlab.recipe import ModelConfig
@@ -119,12 +121,26 @@ def _spatial_dims(name: str, in_shape: tuple[int, ...]) -> int:
     return len(in_shape) - 1
 
 
+# The architectures' keyword parameters with a default are the model-section keys each one
+# reads (``trainlab list model`` shows them; create_model passes each only those it declares).
+# Their defaults repeat the schema's (trainlab.recipe.ModelConfig, the one place a recipe's
+# defaults are stated), which nn cannot import: the schema imports every component to check
+# names. tests/test_registry_params.py asserts that every one of them equals the schema's.
+# ``layers``, ``in_shape`` and ``num_outputs`` have no default: create_model supplies them.
+
+
 @MODELS.register("mlp")
-def mlp(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs: int):
+def mlp(
+    *,
+    widths: Sequence[PositiveInt] = (128,),
+    layers: Layers,
+    in_shape: tuple[int, ...],
+    num_outputs: int,
+) -> nn.Module:
     """Fully connected net: (Linear -> norm -> act -> dropout) for each of ``widths``."""
     width = int(torch.tensor(in_shape).prod())
     body: list[nn.Module] = [nn.Flatten()]
-    for w in cfg.widths:
+    for w in widths:
         wide = w * layers.expansion
         body += [layers.linear(width, wide), layers.norm(wide, 0), layers.act()]
         body.append(layers.dropout_layer())
@@ -132,7 +148,10 @@ def mlp(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs
     return nn.Sequential(*body, layers.linear(width, num_outputs))
 
 
-def _pool(cfg: ModelConfig, dims: int) -> tuple[nn.Module, float]:
+PoolRatio = Annotated[float, Field(ge=0.5, lt=1.0, allow_inf_nan=False)]
+
+
+def _pool(pool: str, pool_ratio: float, dims: int) -> tuple[nn.Module, float]:
     """The convnet's downsampling layer (``model.pool``) and the factor it shrinks sizes by.
 
     ``fractional`` shrinks by ``model.pool_ratio`` (1/sqrt 2 by default, Graham's alpha = sqrt 2)
@@ -140,28 +159,38 @@ def _pool(cfg: ModelConfig, dims: int) -> tuple[nn.Module, float]:
     gentler reduction keeps more positions for the later stages. At exactly 0.5 torch's windows
     land on a fixed grid for even sizes (no randomness left), hence the paper's ratio.
     """
-    if cfg.pool == "fractional":
-        return FractionalMaxPool(cfg.pool_ratio, dims), cfg.pool_ratio
+    if pool == "fractional":
+        return FractionalMaxPool(pool_ratio, dims), pool_ratio
     classes = {"max": (nn.MaxPool1d, nn.MaxPool2d), "avg": (nn.AvgPool1d, nn.AvgPool2d)}
-    return classes[cfg.pool][dims - 1](2), 0.5
+    return classes[pool][dims - 1](2), 0.5
 
 
 @MODELS.register("convnet")
-def convnet(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs: int):
+def convnet(
+    *,
+    channels: Sequence[PositiveInt] = (32, 64),
+    depth: PositiveInt = 2,
+    pool: Literal["max", "avg", "fractional"] = "max",
+    pool_ratio: PoolRatio = 2**-0.5,
+    widths: Sequence[PositiveInt] = (128,),
+    layers: Layers,
+    in_shape: tuple[int, ...],
+    num_outputs: int,
+) -> nn.Module:
     """VGG-style stages of ``depth`` 3x3 conv units, each stage ending in pooling (model.pool)."""
-    dims = _spatial_dims(cfg.name, in_shape)
+    dims = _spatial_dims("convnet", in_shape)
     size, c_in = min(in_shape[1:]), in_shape[0]
     body: list[nn.Module] = []
-    for c_out in cfg.channels:
-        for _ in range(cfg.depth):
+    for c_out in channels:
+        for _ in range(depth):
             body += layers.conv_unit(dims, c_in, c_out)
             c_in = c_out
         if size >= 2:
-            pool, ratio = _pool(cfg, dims)
-            body.append(pool)
+            downsample, ratio = _pool(pool, pool_ratio, dims)
+            body.append(downsample)
             size = int(size * ratio)
     gap = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool1d(1)
-    return nn.Sequential(*body, gap, nn.Flatten(), *layers.head(c_in, cfg.widths, num_outputs))
+    return nn.Sequential(*body, gap, nn.Flatten(), *layers.head(c_in, list(widths), num_outputs))
 
 
 class BasicBlock(nn.Module):
@@ -197,18 +226,26 @@ class BasicBlock(nn.Module):
 
 
 @MODELS.register("resnet")
-def resnet(cfg: ModelConfig, layers: Layers, in_shape: tuple[int, ...], num_outputs: int):
+def resnet(
+    *,
+    channels: Sequence[PositiveInt] = (32, 64),
+    depth: PositiveInt = 2,
+    widths: Sequence[PositiveInt] = (128,),
+    layers: Layers,
+    in_shape: tuple[int, ...],
+    num_outputs: int,
+) -> nn.Module:
     """ResNet of basic blocks: a conv stem, ``depth`` blocks per stage, stride 2 between stages."""
-    dims = _spatial_dims(cfg.name, in_shape)
-    body: list[nn.Module] = layers.conv_unit(dims, in_shape[0], cfg.channels[0])
-    c_in = cfg.channels[0]
-    for i, c_out in enumerate(cfg.channels):
-        for j in range(cfg.depth):
+    dims = _spatial_dims("resnet", in_shape)
+    body: list[nn.Module] = layers.conv_unit(dims, in_shape[0], channels[0])
+    c_in = channels[0]
+    for i, c_out in enumerate(channels):
+        for j in range(depth):
             stride = 2 if (i > 0 and j == 0) else 1
             body.append(BasicBlock(layers, dims, c_in, c_out, stride))
             c_in = c_out
     gap = nn.AdaptiveAvgPool2d(1) if dims == 2 else nn.AdaptiveAvgPool1d(1)
-    return nn.Sequential(*body, gap, nn.Flatten(), *layers.head(c_in, cfg.widths, num_outputs))
+    return nn.Sequential(*body, gap, nn.Flatten(), *layers.head(c_in, list(widths), num_outputs))
 
 
 def _torchvision(cfg: ModelConfig, layers: Layers, num_outputs: int) -> nn.Module:
@@ -255,8 +292,11 @@ def create_model(
     in_shape: tuple[int, ...],
     num_outputs: int,
     sample: torch.Tensor | None = None,
+    module: nn.Module | None = None,
 ) -> nn.Module:
-    """Build, regularise and initialise the recipe's model.
+    """Build, regularise and initialise the recipe's model (or ``module``, an instance the
+    caller made: regularised and initialised the same way; ``model.init=keep``, the default for
+    a user's class, leaves its weights as they are).
 
     ``sample`` is a batch of preprocessed training inputs, shape (B, *in_shape) with B >= 2 (the
     trainer passes up to 256), used only by data-dependent inits (``model.init=lsuv``, which
@@ -265,12 +305,18 @@ def create_model(
     """
     layers = Layers.from_config(cfg)
     _check_applicable(cfg, layers, tuple(in_shape), sample)
-    if cfg.name.startswith("tv."):
+    if module is not None:
+        model = module
+    elif cfg.name.startswith("tv."):
         model = _torchvision(cfg, layers, num_outputs)
     elif ":" in cfg.name:
         model = _user_class(cfg, in_shape, num_outputs)
     else:
-        model = MODELS.get(cfg.name).factory(cfg, layers, tuple(in_shape), num_outputs)
+        entry = MODELS.get(cfg.name)
+        recipe_keys = {key: getattr(cfg, key) for key in entry.params()}  # what it declares
+        model = entry.factory(
+            **recipe_keys, layers=layers, in_shape=tuple(in_shape), num_outputs=num_outputs
+        )
     if cfg.stochastic_depth > 0:
         _add_stochastic_depth(model, cfg.name, cfg.stochastic_depth)
     _initialise(model, cfg, sample)
@@ -293,9 +339,11 @@ def _check_applicable(
             f"model.activation={cfg.activation.name} changes the width of the layer before it; "
             f"it needs trainlab's own models (mlp, convnet, resnet), not {cfg.name!r}"
         )
-    if cfg.pool != "max" and cfg.name != "convnet":
+    pooling = [entry.name for entry in MODELS if "pool" in entry.params()]
+    if cfg.pool != "max" and cfg.name not in pooling:
         raise RecipeError(
-            f"model.pool={cfg.pool} applies to model.name=convnet; {cfg.name!r} does not pool"
+            f"model.pool={cfg.pool} applies to model.name={'/'.join(pooling)}; "
+            f"{cfg.name!r} does not pool"
         )
     if not INITS.get(cfg.init.name).info.get("needs_sample"):
         return

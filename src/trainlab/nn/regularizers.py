@@ -17,6 +17,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +31,8 @@ __all__ = [
     "DropConnectConv2d",
     "DropConnectLinear",
     "FractionalMaxPool",
+    "is_stochastic",
+    "noise_off",
     "survival_probabilities",
 ]
 
@@ -179,3 +185,30 @@ class BranchDrop(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}, mode={self.mode}"
+
+
+def is_stochastic(module: nn.Module) -> bool:
+    """Whether ``module`` draws random numbers in ``train()`` mode and none in ``eval()``:
+    dropout of every kind, DropConnect, fractional max pooling, stochastic depth (ours and
+    torchvision's, looked up rather than imported: see the module docstring)."""
+    ops = sys.modules.get("torchvision.ops.stochastic_depth")
+    own = (nn.modules.dropout._DropoutNd, _DropConnect, FractionalMaxPool, BranchDrop)
+    return isinstance(module, own) or (ops is not None and isinstance(module, ops.StochasticDepth))
+
+
+@contextlib.contextmanager
+def noise_off(model: nn.Module) -> Iterator[None]:
+    """Every random layer of ``model`` in eval mode inside the block, the rest as it was.
+
+    For full-batch methods (L-BFGS): lecture 002 advises turning off all sources of noise, since
+    a line search that sees a different loss at the same weights cannot converge. Normalisation
+    layers stay in training mode (the batch statistics of the full batch are not noise).
+    """
+    switched = [m for m in model.modules() if m.training and is_stochastic(m)]
+    for m in switched:
+        m.train(False)
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.train(True)

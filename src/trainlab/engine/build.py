@@ -1,0 +1,374 @@
+"""``build(recipe) -> Parts``: everything a run is made of, each piece made by its own function.
+
+torchtune's habit: set-up functions that return what they build, so a caller who needs one piece
+(the doctor needs a model and a loader, ``evaluate`` a model and preprocessing, a search a whole
+run) gets it without the rest, and nothing is built as a side effect of a constructor. The
+Trainer only loops over the parts.
+
+Seeding is explicit: ``build`` runs inside :func:`~trainlab.engine.seeding.run_state`, so the
+recipe's seed decides the model's initial weights and the caller's global RNGs and torch's
+determinism switches are as they were when it returns. The RNG state the build left behind is
+kept in ``Parts.rng``: ``fit`` continues the run's stream from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainlab.data.augment import Pipeline
+from trainlab.data.datasets import Splits, load_splits
+from trainlab.data.loaders import DeviceLoader, WorkerLoader
+from trainlab.data.preprocess import Preprocessor, create_preprocessor
+from trainlab.engine.seeding import rng_state, run_state
+from trainlab.errors import RecipeError, TrainlabWarning
+from trainlab.nn.init import INITS
+from trainlab.nn.losses import LOSSES
+from trainlab.nn.models import create_model
+from trainlab.optim.optimizers import OPTIMIZERS, create_optimizer, scaled_lr
+from trainlab.optim.schedules import create_schedule
+from trainlab.recipe import Recipe
+
+__all__ = [
+    "Parts",
+    "build",
+    "build_device",
+    "build_splits",
+    "build_preprocess",
+    "build_model",
+    "build_losses",
+    "build_loader",
+    "build_optimizer",
+    "build_schedule",
+    "pick_device",
+    "num_outputs",
+    "autocast_factory",
+    "as_tensor",
+    "fit_sample",
+    "nondeterministic_error",
+]
+
+Loader = DeviceLoader | WorkerLoader
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """One run's pieces. ``lr(step)`` is the absolute learning rate of a step (warm-up and
+    schedule included); ``total_steps`` the run's length; ``rng`` the RNG state ``fit`` starts
+    from. The model and optimiser are live objects: training changes them in place."""
+
+    recipe: Recipe
+    device: torch.device
+    autocast: Callable[[], Any]
+    splits: Splits
+    preprocess: Preprocessor
+    raw_sample: torch.Tensor  # the training inputs preprocessing was fitted on
+    model: nn.Module
+    loss_fn: LossFn
+    eval_loss_fn: LossFn  # the plain loss (no label smoothing) that evaluation reports
+    loader: Loader
+    optimizer: torch.optim.Optimizer
+    base_lr: float
+    lr: Callable[[int], float]
+    steps_per_epoch: int
+    total_steps: int
+    topk: int | None
+    rng: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return self.splits.num_classes
+
+    @property
+    def needs_closure(self) -> bool:
+        """Full-batch optimisers (L-BFGS) step through a closure, one step per epoch."""
+        return OPTIMIZERS.get(self.recipe.optimizer.name).info["optim"].needs_closure
+
+    def fresh_optimizer(
+        self, model: nn.Module, lr: float | None = None, weight_decay: float | None = None
+    ) -> torch.optim.Optimizer:
+        """The recipe's optimiser over another model (a copy a diagnosis trains)."""
+        return build_optimizer(self.recipe, model, self.base_lr if lr is None else lr, weight_decay)
+
+
+def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
+    """Every piece of a run of ``recipe``, seeded by ``recipe.seed``; no file is written and the
+    caller's global state is left as it was. ``model``: an instance to train instead of the one
+    the recipe names (its weights are kept unless the recipe names an init)."""
+    tcfg = recipe.training
+    with run_state(recipe.seed, tcfg.deterministic):
+        device = build_device(recipe)
+        splits = build_splits(recipe)
+        preprocess, raw_sample = build_preprocess(recipe, splits, device)
+        net = build_model(recipe, splits, preprocess, raw_sample, device, module=model)
+        loss_fn, eval_loss_fn = build_losses(recipe)
+        info = OPTIMIZERS.get(recipe.optimizer.name).info["optim"]
+        loader = build_loader(recipe, splits, preprocess, raw_sample, device, info.needs_closure)
+        steps_per_epoch = 1 if info.needs_closure else len(loader)
+        total = tcfg.max_steps if tcfg.max_steps is not None else tcfg.epochs * steps_per_epoch
+        base_lr = scaled_lr(
+            recipe.optimizer.lr,
+            tcfg.batch_size,
+            recipe.optimizer.base_batch_size,
+            recipe.optimizer.lr_scaling,
+        )
+        optimizer = build_optimizer(recipe, net, base_lr)
+        lr = build_schedule(recipe, base_lr, steps_per_epoch, total)
+        topk = build_topk(recipe, splits.num_classes)
+        check_forward(recipe, net, preprocess, splits, device)
+        rng = rng_state()
+    return Parts(
+        recipe=recipe,
+        device=device,
+        autocast=autocast_factory(tcfg.precision, device),
+        splits=splits,
+        preprocess=preprocess,
+        raw_sample=raw_sample,
+        model=net,
+        loss_fn=loss_fn,
+        eval_loss_fn=eval_loss_fn,
+        loader=loader,
+        optimizer=optimizer,
+        base_lr=base_lr,
+        lr=lr,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        topk=topk,
+        rng=rng,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# the pieces
+
+
+def build_device(recipe: Recipe) -> torch.device:
+    return pick_device(recipe.training.device)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when there is one, else the CPU; a named device must exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RecipeError(f"training.device: unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError(f"training.device={name!r}: no CUDA device is available here")
+    return device
+
+
+def autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:
+    """bf16 autocast where the device supports it (``auto``: CUDA with bf16 only)."""
+    bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    )
+    if not bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def build_splits(recipe: Recipe) -> Splits:
+    """The recipe's train/validation/test splits; changes the reader made to the data are
+    warned about (skipped or converted files), never silent."""
+    splits = load_splits(recipe.data)
+    for note in splits.notes:
+        if note.startswith(("skipped", "converted")):
+            warnings.warn(f"{splits.source}: {note}", TrainlabWarning, stacklevel=3)
+    return splits
+
+
+def build_preprocess(
+    recipe: Recipe, splits: Splits, device: torch.device
+) -> tuple[Preprocessor, torch.Tensor]:
+    """Preprocessing fitted on the training split only (and the raw inputs it was fitted on)."""
+    pre = create_preprocessor(recipe.preprocess.name, recipe.preprocess.eps)
+    raw_sample = fit_sample(splits.x_train, recipe.seed)
+    return pre.fit(raw_sample).to(device), raw_sample
+
+
+def num_outputs(loss_name: str, num_classes: int) -> int:
+    """One logit for binary cross-entropy on two classes, else one score per class."""
+    return 1 if loss_name == "bce" and num_classes == 2 else num_classes
+
+
+@torch.no_grad()
+def init_sample(
+    recipe: Recipe, preprocess: Preprocessor, raw_sample: torch.Tensor, device: torch.device
+) -> torch.Tensor | None:
+    """Preprocessed training inputs for a data-dependent init (LSUV), else None."""
+    if not INITS.get(recipe.model.init.name).info.get("needs_sample"):
+        return None
+    return preprocess(raw_sample[:256].to(device))
+
+
+def build_model(
+    recipe: Recipe,
+    splits: Splits,
+    preprocess: Preprocessor,
+    raw_sample: torch.Tensor,
+    device: torch.device,
+    module: nn.Module | None = None,
+) -> nn.Module:
+    """The recipe's model (or ``module``), regularised and initialised, on ``device``."""
+    sample = init_sample(recipe, preprocess, raw_sample, device)
+    outputs = num_outputs(recipe.loss.name, splits.num_classes)
+    return create_model(recipe.model, splits.in_shape, outputs, sample, module=module).to(device)
+
+
+def build_losses(recipe: Recipe) -> tuple[LossFn, LossFn]:
+    """The training loss and the plain one evaluation reports (label smoothing is a
+    training-only regulariser)."""
+    params = recipe.loss.params()
+    plain = {k: (0.0 if k == "label_smoothing" else v) for k, v in params.items()}
+    return LOSSES.build(recipe.loss.name, **params), LOSSES.build(recipe.loss.name, **plain)
+
+
+def build_loader(
+    recipe: Recipe,
+    splits: Splits,
+    preprocess: Preprocessor,
+    raw_sample: torch.Tensor,
+    device: torch.device,
+    needs_closure: bool = False,
+) -> Loader:
+    """Training batches: sliced from device-resident tensors when the data fits
+    (``data.max_resident_mb``), else decoded by DataLoader workers."""
+    data, tcfg = recipe.data, recipe.training
+    augment = Pipeline.from_specs(recipe.augment, splits.num_classes)
+    augment.check(splits.in_shape)
+    augment.fit(raw_sample)
+    x = as_tensor(splits.x_train)
+    y = torch.from_numpy(splits.y_train)
+    nbytes = sum(a.nbytes for a in (splits.x_train, splits.x_val, splits.x_test))
+    streamed = not isinstance(x, torch.Tensor)
+    resident = not streamed and (
+        data.loader == "device"
+        or (data.loader == "auto" and nbytes <= data.max_resident_mb * 2**20)
+    )
+    if streamed and needs_closure:
+        raise RecipeError(
+            f"optimizer.name={recipe.optimizer.name}: full-batch optimisers need the data in "
+            "memory; this image folder is streamed (raise data.max_resident_mb)"
+        )
+    common = (tcfg.batch_size, tcfg.drop_last, augment, recipe.seed, preprocess)
+    if resident:
+        return DeviceLoader(x.to(device), y.to(device), *common)
+    return WorkerLoader(x, y, *common, device, data.num_workers)
+
+
+def build_optimizer(
+    recipe: Recipe, model: nn.Module, lr: float, weight_decay: float | None = None
+) -> torch.optim.Optimizer:
+    """The recipe's optimiser over ``model`` at ``lr`` (decoupled weight decay set up;
+    ``weight_decay`` overrides the recipe's, e.g. 0 for a diagnosis)."""
+    ocfg, rcfg = recipe.optimizer, recipe.regularization
+    wd = ocfg.weight_decay if weight_decay is None else weight_decay
+    return create_optimizer(ocfg.name, ocfg.params(), model, lr, rcfg.decay_bias_and_norm, wd)
+
+
+def build_schedule(
+    recipe: Recipe, base_lr: float, steps_per_epoch: int, total_steps: int
+) -> Callable[[int], float]:
+    """``lr(step)``: the absolute learning rate of each step, warm-up included."""
+    scfg = recipe.schedule
+    warmup = scfg.warmup_steps or round(scfg.warmup_epochs * steps_per_epoch)
+    if warmup >= total_steps:
+        raise RecipeError(
+            f"schedule: warm-up of {warmup} steps is not shorter than the "
+            f"{total_steps} training steps"
+        )
+    mult = create_schedule(scfg.name, scfg.params(), base_lr, steps_per_epoch, warmup, total_steps)
+    return lambda step: base_lr * mult(step)
+
+
+def build_topk(recipe: Recipe, num_classes: int) -> int | None:
+    """``evaluation.topk``, default 5 when there are more than 5 classes."""
+    topk = recipe.evaluation.topk or (5 if num_classes > 5 else None)
+    if topk is not None and topk >= num_classes:
+        raise RecipeError(
+            f"evaluation.topk={topk} must be below the number of classes ({num_classes})"
+        )
+    return topk
+
+
+_NONDETERMINISTIC = " does not have a deterministic implementation"
+
+
+def nondeterministic_error(
+    exc: RuntimeError, device: torch.device, where: str
+) -> RecipeError | None:
+    """The one-line recipe error for torch's refusal of an op under ``deterministic: true``
+    (None for any other RuntimeError): names the op, the device and what to set instead."""
+    message = str(exc)
+    if _NONDETERMINISTIC not in message:
+        return None
+    op = message.split(_NONDETERMINISTIC)[0].strip().split("\n")[-1]
+    return RecipeError(
+        f"training.deterministic=true: {op} has no deterministic implementation on "
+        f"{device.type} ({where}); set training.deterministic: warn to run it anyway with a "
+        "warning (results may then differ between runs), or false"
+    )
+
+
+def check_forward(
+    recipe: Recipe, model: nn.Module, preprocess: Preprocessor, splits: Splits, device: torch.device
+) -> None:
+    """One forward pass on two training examples, in eval mode, before any folder exists: a
+    model that does not fit the data fails here with its name, not mid-run. Under
+    ``deterministic: true`` a backward pass follows, so an op without a deterministic kernel is
+    named here too."""
+    x = as_tensor(splits.x_train[:2])
+    x = torch.stack([x[i] for i in range(2)]) if not isinstance(x, torch.Tensor) else x
+    backward = recipe.training.deterministic is True
+    model.eval()
+    try:
+        with torch.set_grad_enabled(backward):
+            out = model(preprocess(x.to(device)))
+            if backward and out.requires_grad:
+                out.float().sum().backward()
+    except (RuntimeError, ValueError, TypeError) as exc:
+        if isinstance(exc, RuntimeError) and (
+            error := nondeterministic_error(exc, device, "in the check before training")
+        ):
+            raise error from None
+        first = " ".join(str(exc).split())[:200]
+        raise RecipeError(
+            f"model.name={recipe.model.name!r}: a forward pass on examples of shape "
+            f"{tuple(x.shape[1:])} failed ({first})"
+        ) from None
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train()
+    out = out.detach()
+    expected = num_outputs(recipe.loss.name, splits.num_classes)
+    if out.ndim != 2 or out.shape[1] != expected:
+        raise RecipeError(
+            f"model.name={recipe.model.name!r}: outputs have shape {tuple(out.shape)}, "
+            f"expected (N, {expected}) for {splits.num_classes} classes"
+        )
+
+
+def as_tensor(x: Any) -> Any:
+    """A numpy split as a tensor (no copy); streamed image files stay as they are."""
+    return torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+
+
+def fit_sample(x: Any, seed: int, limit: int = 10_000) -> torch.Tensor:
+    """What preprocessing is fitted on: the whole training split, or, for streamed files, a
+    fixed random subset of ``limit`` decoded training images (the statistics settle long before).
+    """
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(x), size=min(limit, len(x)), replace=False)
+    return torch.stack([x[int(i)] for i in np.sort(picked)])

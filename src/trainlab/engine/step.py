@@ -1,0 +1,163 @@
+"""THE optimisation step: forward, loss (+ penalty), backward, clip, guard, decay, update.
+
+Every code path that trains goes through :class:`Step`: the trainer, the lr range test and the
+100-iteration rule, the overfit check and its label probe, the doctor's layer check (and later
+search and EMA). One step means one definition of what a recipe's update is, so a diagnosis
+measures the update training will take (a test checks N lr-finder steps leave the trainer's
+weights).
+
+Host syncs: none, except the NaN/inf guard's one boolean per step (``training.nonfinite`` other
+than ``ignore``), which is what lets the trainer stop before a non-finite update reaches the
+weights or a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from trainlab.nn.regularizers import noise_off
+from trainlab.optim.optimizers import apply_decoupled_decay
+from trainlab.optim.penalties import weight_penalty
+
+if TYPE_CHECKING:
+    from trainlab.engine.build import Parts
+
+__all__ = ["Step", "StepOut"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepOut:
+    """What one step leaves behind, on the device (reading any of it back is a host sync).
+
+    ``loss`` is the data loss of the batch before the update (no penalty); ``norm`` the global
+    gradient norm when clipping or the guard computed one (the guard's is the sum of per-tensor
+    norms: finite iff every gradient is); ``updated`` is False when the guard refused the update.
+    """
+
+    loss: torch.Tensor
+    scores: torch.Tensor
+    norm: torch.Tensor | None
+    updated: bool
+
+
+class Step:
+    """The recipe's update over one model and optimiser; call it with a batch and an lr."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        autocast: Callable[[], Any] = contextlib.nullcontext,
+        grad_clip: float | None = None,
+        l1: float = 0.0,
+        l2: float = 0.0,
+        decay_params: list[torch.Tensor] | None = None,
+        guard: bool = True,
+    ) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.autocast, self.grad_clip, self.guard = autocast, grad_clip, guard
+        self.l1, self.l2 = l1, l2
+        self.penalised = l1 > 0 or l2 > 0
+        self.decay_params = list(decay_params or [])
+        self.decoupled = any(g.get("decoupled_wd") for g in optimizer.param_groups)
+        self.trained = [p for p in model.parameters() if p.requires_grad]
+
+    @classmethod
+    def of(
+        cls,
+        parts: Parts,
+        model: nn.Module | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> Step:
+        """The step of ``parts``' recipe, over its model and optimiser or over given ones (a
+        copy the diagnosis trains); the penalty then covers the given model's weights."""
+        from trainlab.optim.optimizers import param_groups
+
+        recipe = parts.recipe
+        model = parts.model if model is None else model
+        reg = recipe.regularization
+        groups = param_groups(model, reg.decay_bias_and_norm)
+        return cls(
+            model,
+            parts.optimizer if optimizer is None else optimizer,
+            parts.loss_fn,
+            autocast=parts.autocast,
+            grad_clip=recipe.training.grad_clip,
+            l1=reg.l1,
+            l2=reg.l2,
+            decay_params=[p for g in groups if g["decay"] for p in g["params"]],
+            guard=recipe.training.nonfinite != "ignore",
+        )
+
+    def set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def penalty(self) -> torch.Tensor:
+        """l1 * sum|w| + l2/2 * sum w^2 over the decayed weights, added to the loss."""
+        return weight_penalty(self.decay_params, self.l1, self.l2)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOut:
+        self.set_lr(lr)
+        with self.autocast():
+            scores = self.model(x)
+        loss = self.loss_fn(scores.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss + self.penalty() if self.penalised else loss).backward()
+        norm = None
+        if self.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.trained, self.grad_clip, foreach=True)
+        loss = loss.detach()
+        if self.guard:
+            norm = self.grad_norm() if norm is None else norm
+            if not bool(torch.isfinite(loss + norm)):  # the one host sync of a step
+                return StepOut(loss, scores.detach(), norm, updated=False)
+        if self.decoupled:
+            apply_decoupled_decay(self.optimizer)
+        self.optimizer.step()
+        return StepOut(loss, scores.detach(), norm, updated=True)
+
+    def grad_norm(self) -> torch.Tensor:
+        """The sum of the per-tensor gradient norms: one kernel, finite iff every gradient is."""
+        grads = [p.grad for p in self.trained if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=next(iter(self.trained), torch.zeros(())).device)
+        return torch.stack(torch._foreach_norm(grads)).sum()
+
+    def full_batch(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOut:
+        """One step of a closure optimiser (L-BFGS) on the whole batch. Inside the closure every
+        random layer is off (dropout, DropConnect, stochastic depth, fractional pooling; the
+        full batch is not augmented), as lecture 002 advises for full-batch methods: a line
+        search that sees another loss at the same weights cannot converge. The returned loss
+        and scores are measured after the step, in eval mode (no batch-norm statistics move)."""
+        self.set_lr(lr)
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                scores = self.model(x)
+            loss = self.loss_fn(scores.float(), y)
+            total = loss + self.penalty() if self.penalised else loss
+            total.backward()
+            return total
+
+        with noise_off(self.model):
+            self.optimizer.step(closure)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self.autocast():
+                scores = self.model(x).float()
+            return StepOut(self.loss_fn(scores, y).detach(), scores, None, updated=True)
+        finally:
+            self.model.train(was)
