@@ -71,7 +71,7 @@ def measure(case: str, epochs: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(build(recipe), Path(tmp), progress=False)
         model = copy.deepcopy(trainer.model)
-        opt = torch.optim.AdamW(model.parameters(), lr=trainer.base_lr, weight_decay=0.0)
+        opt = torch.optim.AdamW(model.parameters(), lr=trainer.parts.base_lr, weight_decay=0.0)
         ours, hand = [], []
         trainer.callbacks("on_fit_start", trainer)
 

@@ -284,6 +284,7 @@ def list_components(kind: str | None = None) -> dict[str, dict[str, dict[str, An
     "params"}}}``, with ``technique`` (the recipe keys that turn a technique on, under
     ``"set"``). ``kind`` picks one family; an unknown one is a RecipeError with the closest."""
     import trainlab.catalog  # noqa: F401  (registers every component)
+    import trainlab.diagnosis.doctor  # noqa: F401  (registers the doctor's checks)
     from trainlab.registry import REGISTRIES, closest
     from trainlab.techniques import TECHNIQUES
 

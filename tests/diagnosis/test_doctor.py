@@ -88,3 +88,21 @@ def test_an_unwritable_report_folder_is_one_line(tmp_path: Path):
     result = run_cli("doctor", "--checks", "data", "-o", str(blocker / "report"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot create the report folder" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_every_registered_check_reports_on_the_default_recipe(default_report, name: str):
+    """One test per check of the registry (``trainlab list check``): it ran, it said ok, and
+    the figure it names was written."""
+    from trainlab.diagnosis.doctor import CHECK_REGISTRY
+
+    result, folder = default_report
+    entry = CHECK_REGISTRY.get(name)
+    assert entry.summary  # what `trainlab list check` shows
+    mine = [f for f in result["findings"] if f["check"].split(".")[0].replace(" ", "_") == name]
+    if name == "curves":  # the monitor's verdicts come with the curves when the run had one
+        mine = [f for f in mine if not f["check"].startswith("monitor")]
+    assert mine, f"{name} made no finding"
+    for finding in mine:
+        assert finding["status"] == "ok", finding
+        assert all((folder / figure).is_file() for figure in finding["figures"])

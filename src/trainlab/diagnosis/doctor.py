@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,15 +22,100 @@ from trainlab.engine.seeding import preserved_global_state, set_rng_state
 from trainlab.engine.step import Step
 from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe
+from trainlab.registry import Registry
 
-__all__ = ["CHECKS", "run_doctor"]
+__all__ = ["CHECKS", "CHECK_REGISTRY", "Context", "run_doctor"]
 
-#: the checks ``trainlab doctor --checks`` may name, in the order they run
-CHECKS = ("data", "initial_loss", "layers", "overfit", "lr_range", "curves")
+CHECK_REGISTRY = Registry("check", "the doctor's checks, in the order they run (doctor --checks)")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every check is given: the recipe, its built parts (shared: a check that trains
+    does so on a copy), the report folder for figures, the run folder (``--run``) and the
+    seeds of the lr range test."""
+
+    recipe: Recipe
+    parts: Parts
+    out: Path
+    run_dir: Path | None
+    seeds: tuple[int, ...]
 
 
 def _batches(parts: Parts, count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(itertools.islice(parts.loader.epoch(0), count))
+
+
+def _monitor_findings(run_dir: Path) -> list[Finding]:
+    """The verdicts a run's layer monitor wrote (``training.monitor_every``), if it had one."""
+    import json
+
+    path = run_dir / "monitor.json"
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text())["findings"]
+    return [
+        Finding(f"monitor.{f['check']}", f["status"], f["summary"], f["advice"], f["values"])
+        for f in saved
+    ]
+
+
+@CHECK_REGISTRY.register("data")
+def check_data_split(ctx: Context) -> list[Finding]:
+    """Look at the data: class balance, input statistics, leaks between splits; a sample grid."""
+    from trainlab.diagnosis.data import check_data, plot_class_samples
+
+    plot_class_samples(ctx.parts.splits, ctx.out / "data.png", seed=ctx.recipe.seed)
+    return check_data(ctx.parts.splits, figure="data.png")
+
+
+@CHECK_REGISTRY.register("initial_loss")
+def check_initial(ctx: Context) -> Finding:
+    """The loss at initialisation against -ln(1/C) (lecture 002's first sanity check)."""
+    from trainlab.diagnosis.initial_loss import check_initial_loss
+
+    parts = ctx.parts
+    model = copy.deepcopy(parts.model)
+    return check_initial_loss(model, _batches(parts, 5), ctx.recipe.loss.name, parts.num_classes)
+
+
+@CHECK_REGISTRY.register("layers")
+def check_layers(ctx: Context) -> Finding:
+    """Activations at init and after 50 steps, gradient flow and update/weight ratios."""
+    return _layers(ctx.parts, ctx.out, steps=50)
+
+
+@CHECK_REGISTRY.register("overfit")
+def check_overfit_sample(ctx: Context) -> Finding:
+    """Overfit a small sample with regularisation off (step 3), and the label probe."""
+    from trainlab.diagnosis.overfit import run_overfit_check
+
+    return run_overfit_check(ctx.recipe)
+
+
+@CHECK_REGISTRY.register("lr_range")
+def check_lr_range(ctx: Context) -> Finding:
+    """The lr range test over three seeds and lecture 002's 100-iteration rule (step 4)."""
+    from trainlab.diagnosis.lr_finder import check_lr, lr_range_test, plot_lr_sweep
+
+    sweep = lr_range_test(ctx.recipe, seeds=ctx.seeds)
+    plot_lr_sweep(sweep, ctx.out / "lr_range.png")
+    return check_lr(sweep, figure="lr_range.png", current_lr=ctx.parts.base_lr)
+
+
+@CHECK_REGISTRY.register("curves", needs_run=True)
+def check_run_curves(ctx: Context) -> list[Finding]:
+    """With --run: the run's loss curves (and its layer monitor's verdicts, if it had one)."""
+    from trainlab.diagnosis.curves import check_curves, load_records, plot_curves
+
+    assert ctx.run_dir is not None
+    records = load_records(ctx.run_dir)
+    plot_curves(records, ctx.out / "curves.png")
+    return [*check_curves(records, figure="curves.png"), *_monitor_findings(ctx.run_dir)]
+
+
+#: the checks ``trainlab doctor --checks`` may name, in the order they run
+CHECKS = tuple(CHECK_REGISTRY.names())
 
 
 def _layers(parts: Parts, out: Path, steps: int) -> Finding:
@@ -66,20 +152,6 @@ def _layers(parts: Parts, out: Path, steps: int) -> Finding:
     )
 
 
-def _monitor_findings(run_dir: Path) -> list[Finding]:
-    """The verdicts a run's layer monitor wrote (``training.monitor_every``), if it had one."""
-    import json
-
-    path = run_dir / "monitor.json"
-    if not path.is_file():
-        return []
-    saved = json.loads(path.read_text())["findings"]
-    return [
-        Finding(f"monitor.{f['check']}", f["status"], f["summary"], f["advice"], f["values"])
-        for f in saved
-    ]
-
-
 def run_doctor(
     recipe: Recipe,
     out: Path,
@@ -88,64 +160,27 @@ def run_doctor(
     seeds: tuple[int, ...] = (0, 1, 2),
     on_finding: Callable[[Finding], None] | None = None,
 ) -> list[Finding]:
-    """Run ``checks`` on ``recipe`` (curves only with ``run_dir``), writing figures and the
-    report into ``out``; ``on_finding`` sees each finding as soon as it is made."""
-    with preserved_global_state():
-        return _run(recipe, out, run_dir, checks, seeds, on_finding)
-
-
-def _run(
-    recipe: Recipe,
-    out: Path,
-    run_dir: Path | None,
-    checks: tuple[str, ...],
-    seeds: tuple[int, ...],
-    on_finding: Callable[[Finding], None] | None,
-) -> list[Finding]:
+    """Run ``checks`` on ``recipe`` (those that need a run only with ``run_dir``), writing
+    figures and the report into ``out``; ``on_finding`` sees each finding as soon as it is
+    made. The caller's global RNGs and torch's switches are left as they were."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunFolderError(f"{out}: cannot create the report folder ({exc.strerror})") from None
-    parts = build(recipe)
-    set_rng_state(parts.rng)  # the checks' random draws continue the recipe's stream
     findings: list[Finding] = []
-
-    def add(new: Finding | list[Finding]) -> None:
-        for finding in new if isinstance(new, list) else [new]:
-            findings.append(finding)
-            if on_finding is not None:
-                on_finding(finding)
-
-    for check in checks:
-        if check == "data":
-            from trainlab.diagnosis.data import check_data, plot_class_samples
-
-            plot_class_samples(parts.splits, out / "data.png", seed=recipe.seed)
-            add(check_data(parts.splits, figure="data.png"))
-        elif check == "initial_loss":
-            from trainlab.diagnosis.initial_loss import check_initial_loss
-
-            model = copy.deepcopy(parts.model)
-            add(check_initial_loss(model, _batches(parts, 5), recipe.loss.name, parts.num_classes))
-        elif check == "layers":
-            add(_layers(parts, out, steps=50))
-        elif check == "overfit":
-            from trainlab.diagnosis.overfit import run_overfit_check
-
-            add(run_overfit_check(recipe))
-        elif check == "lr_range":
-            from trainlab.diagnosis.lr_finder import check_lr, lr_range_test, plot_lr_sweep
-
-            sweep = lr_range_test(recipe, seeds=seeds)
-            plot_lr_sweep(sweep, out / "lr_range.png")
-            add(check_lr(sweep, figure="lr_range.png", current_lr=parts.base_lr))
-        elif check == "curves" and run_dir is not None:
-            from trainlab.diagnosis.curves import check_curves, load_records, plot_curves
-
-            records = load_records(run_dir)
-            plot_curves(records, out / "curves.png")
-            add(check_curves(records, figure="curves.png"))
-            add(_monitor_findings(run_dir))
+    with preserved_global_state():
+        parts = build(recipe)
+        set_rng_state(parts.rng)  # the checks' random draws continue the recipe's stream
+        ctx = Context(recipe, parts, out, run_dir, tuple(seeds))
+        for name in checks:
+            entry = CHECK_REGISTRY.get(name)
+            if entry.info.get("needs_run") and run_dir is None:
+                continue
+            made = entry.factory(ctx)
+            for finding in made if isinstance(made, list) else [made]:
+                findings.append(finding)
+                if on_finding is not None:
+                    on_finding(finding)
     from trainlab.diagnosis.report import write_report
 
     write_report(findings, out, f"trainlab doctor: recipe {recipe.name!r}", recipe.to_yaml())
