@@ -165,3 +165,19 @@ def test_the_readme_objective_runs_and_can_stop_a_run(tmp_path: Path, monkeypatc
     namespace["objective"](pruned)
     summary = json.loads((tmp_path / "runs" / "trial-1" / "summary.json").read_text())
     assert summary["stop_reason"] == "pruned" and summary["epochs_run"] == 2
+
+
+def test_torchvision_models_keep_their_init_by_default():
+    tv = trainlab.resolve_recipe(None, {"model.name": "tv.resnet18"})
+    ours = trainlab.resolve_recipe(None, {"model.name": "resnet"})
+    assert tv.model.init.name == "keep" and ours.model.init.name == "kaiming_normal"
+
+
+def test_the_public_names_and_no_shadowed_package():
+    import trainlab.engine.callbacks
+
+    for name in ("Trainer", "Callback", "Finding", "RunResult", "build", "load_run", "Step"):
+        assert name in trainlab.__all__ and getattr(trainlab, name) is not None
+    assert trainlab.Callback is trainlab.engine.callbacks.Callback
+    assert callable(trainlab.train)  # the function: no package of that name shadows it
+    assert "check" in trainlab.list_components() and "model" in trainlab.list_components()

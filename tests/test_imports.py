@@ -108,3 +108,42 @@ def test_the_engine_never_imports_the_doctor():
     engine = [m for m in graph if m.startswith("trainlab.engine")]
     for module in engine:
         assert not any(d.startswith("trainlab.diagnosis") for d in graph[module]), module
+
+
+# DESIGN.md's layers, bottom first: a module may import its own layer and those below it
+LAYERS = [
+    (
+        "trainlab.version",
+        "trainlab.errors",
+        "trainlab.types",
+        "trainlab.files",
+        "trainlab.registry",
+    ),
+    ("trainlab.recipe", "trainlab.catalog", "trainlab.techniques"),
+    ("trainlab.nn", "trainlab.data", "trainlab.optim", "trainlab.figures"),
+    ("trainlab.engine",),
+    ("trainlab.diagnosis", "trainlab.evaluation"),
+    ("trainlab.api", "trainlab.cli", "trainlab"),
+]
+
+
+def _layer(module: str) -> int:
+    for level, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes if p != "trainlab"):
+            return level
+    return len(LAYERS) - 1  # the package itself
+
+
+def test_imports_point_down_the_layers():
+    """recipe and registry at the bottom; nn/, data/, optim/ on them; the engine above; the
+    doctor and evaluation above the engine; api and CLI at the top. The catalog's imports of
+    the component modules are the one way up (it exists to register them), so it is left out."""
+    graph = import_graph()
+    upward = [
+        f"{m} -> {d}"
+        for m, deps in graph.items()
+        if m != "trainlab.catalog"
+        for d in deps
+        if d != "trainlab.catalog" and _layer(d) > _layer(m)
+    ]
+    assert upward == []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import RecipeError, RunFolderError
-from trainlab.recipe import Overrides, Recipe, load_recipe
+from trainlab.recipe import Overrides, Recipe, load_recipe, resolve_recipe
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,18 +32,6 @@ __all__ = [
     "predict",
     "export",
 ]
-
-
-def resolve_recipe(recipe: Recipe | str | Path | None, overrides: Overrides | None) -> Recipe:
-    """A validated Recipe from an object, a YAML path or the default, with overrides applied
-    (``["optimizer.lr=0.01"]`` as on the command line, or ``{"optimizer.lr": 0.01}``)."""
-    if isinstance(recipe, Recipe):
-        if not overrides:
-            return recipe
-        from trainlab.recipe import apply_overrides, validate
-
-        return validate(apply_overrides(recipe.model_dump(mode="json"), overrides))
-    return load_recipe(recipe, overrides)
 
 
 def _new_run_dir(out: str | Path | None, name: str) -> Path:

@@ -32,7 +32,14 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 from trainlab.errors import RecipeError
 from trainlab.registry import REGISTRIES, closest
 
-__all__ = ["Recipe", "load_recipe", "apply_overrides", "DEFAULT_RECIPE", "recipe_to_yaml"]
+__all__ = [
+    "Recipe",
+    "load_recipe",
+    "resolve_recipe",
+    "apply_overrides",
+    "DEFAULT_RECIPE",
+    "recipe_to_yaml",
+]
 
 DEFAULT_RECIPE = Path(__file__).parent / "recipes" / "digits.yaml"
 
@@ -658,3 +665,13 @@ def load_recipe(path: str | Path | None = None, overrides: Overrides | None = No
         )
     raw.setdefault("name", file.stem)
     return validate(apply_overrides(raw, overrides or []), source=str(file))
+
+
+def resolve_recipe(recipe: Recipe | str | Path | None, overrides: Overrides | None) -> Recipe:
+    """A validated Recipe from an object, a YAML path or the default, with overrides applied
+    (``["optimizer.lr=0.01"]`` as on the command line, or ``{"optimizer.lr": 0.01}``)."""
+    if isinstance(recipe, Recipe):
+        if not overrides:
+            return recipe
+        return validate(apply_overrides(recipe.model_dump(mode="json"), overrides))
+    return load_recipe(recipe, overrides)

@@ -21,10 +21,10 @@ import torch
 
 from trainlab.diagnosis.findings import Finding
 from trainlab.engine.build import build
+from trainlab.engine.metrics import hard_labels, predictions
 from trainlab.engine.seeding import preserved_global_state, set_rng_state
 from trainlab.engine.step import Step
-from trainlab.evaluation.metrics import hard_labels, predictions
-from trainlab.recipe import Recipe, apply_overrides, validate
+from trainlab.recipe import Recipe, resolve_recipe
 
 __all__ = [
     "LabelProbe",
@@ -55,7 +55,7 @@ def overfit_recipe(recipe: Recipe) -> Recipe:
     ]
     if "label_smoothing" in recipe.loss.params():
         off.append("loss.label_smoothing=0")
-    return validate(apply_overrides(recipe.model_dump(mode="json"), off))
+    return resolve_recipe(recipe, off)
 
 
 @dataclass

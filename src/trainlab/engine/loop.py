@@ -24,13 +24,13 @@ from trainlab.engine import checkpoint as ckpt
 from trainlab.engine.best import Best
 from trainlab.engine.build import Parts, as_tensor, nondeterministic_error, num_outputs
 from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer, standard_callbacks
+from trainlab.engine.metrics import evaluate_model, hard_labels, predictions
 from trainlab.engine.provenance import provenance
 from trainlab.engine.result import RunResult
 from trainlab.engine.seeding import rng_state, run_state, set_rng_state
 from trainlab.engine.signals import Interrupted, StopSignals
 from trainlab.engine.step import Step, StepOut
 from trainlab.errors import NonFiniteError, RunFolderError, TrainlabWarning
-from trainlab.evaluation.metrics import evaluate_model, hard_labels, predictions
 from trainlab.files import atomic_write
 
 __all__ = ["Trainer"]
@@ -324,18 +324,19 @@ class Trainer:
         self.rng = state["rng"]
 
     def _write_run_card(self) -> None:
-        """A new run folder gets the resolved recipe and what a Predictor needs to load the
-        weights without the dataset (``model.json``: input shape and dtype, class names)."""
-        recipe_path = self.run_dir / "recipe.yaml"
-        if recipe_path.exists():
-            return
+        """A run folder gets the resolved recipe and what a Predictor needs to load the weights
+        without the dataset (``model.json``: input shape and dtype, class names), each written
+        once: a resumed run keeps the files it started with."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        card = {
-            **input_card(self.recipe.data, self.splits),
-            "num_outputs": num_outputs(self.recipe.loss.name, self.num_classes),
-        }
-        atomic_write(self.run_dir / "model.json", json.dumps(card, indent=2).encode())
-        atomic_write(recipe_path, self.recipe.to_yaml().encode())
+        card = self.run_dir / "model.json"
+        if not card.exists():
+            inputs = input_card(self.recipe.data, self.splits)
+            outputs = num_outputs(self.recipe.loss.name, self.num_classes)
+            payload = {**inputs, "num_outputs": outputs}
+            atomic_write(card, json.dumps(payload, indent=2).encode())
+        recipe = self.run_dir / "recipe.yaml"
+        if not recipe.exists():
+            atomic_write(recipe, self.recipe.to_yaml().encode())
 
     def _finish(self) -> RunResult:
         wall = self.wall_seconds()

@@ -1,1 +1,1 @@
-"""Evaluation of a model on a split: loss, accuracy, top-k, per-class accuracy, confusion."""
+"""Using a trained run: load it (Predictor), predict, export, evaluate, figures of a run."""

@@ -154,7 +154,7 @@ class Predictor:
         matrix, computed exactly as training evaluates its validation and test splits."""
         from trainlab.data.loaders import eval_batches
         from trainlab.engine.build import build_topk
-        from trainlab.evaluation.metrics import evaluate_model
+        from trainlab.engine.metrics import evaluate_model
 
         num_classes = len(self.classes)
         xs = x if hasattr(x, "decode") else self.inputs(x)  # streamed image files stay streamed
