@@ -256,6 +256,11 @@ def doctor(
         if name not in CHECKS:
             raise RecipeError(f"--checks: unknown check {name!r}; valid: {', '.join(CHECKS)}")
     run_dir = Path(run) if run is not None else None
+    from trainlab.diagnosis.doctor import CHECK_REGISTRY
+
+    for name in checks or ():
+        if CHECK_REGISTRY.get(name).info.get("needs_run") and run_dir is None:
+            raise RecipeError(f"--checks {name}: this check reads a run's curves; give --run RUN")
     if run_dir is not None and not (run_dir / "metrics.jsonl").is_file():
         raise RunFolderError(f"{run_dir}: not a run folder (no metrics.jsonl)")
     folder = Path(out) if out is not None else Path(f"doctor-{resolved.name}")

@@ -118,10 +118,10 @@ def _npz(path: Path, classes: list[str]) -> Inputs:
         if x_key in arrays:
             y = arrays.get(y_key)
             labels = None if y is None else _labels(np.asarray(y), classes, str(path))
-            return Inputs(arrays[x_key], labels, _rows(len(arrays[x_key])), str(path))
+            return Inputs(arrays[x_key], labels, _rows(arrays[x_key], path), str(path))
     if len(arrays) == 1:
         x = next(iter(arrays.values()))
-        return Inputs(x, None, _rows(len(x)), str(path))
+        return Inputs(x, None, _rows(x, path), str(path))
     found = ", ".join(sorted(arrays)) or "none"
     raise DataError(f"{path}: expected key 'x' (and 'y'), or 'x_test'; found keys: {found}")
 
@@ -130,11 +130,14 @@ def _npy(path: Path) -> Inputs:
     from trainlab.data.formats.arrays import _load_npy
 
     x = _load_npy(path)
-    return Inputs(x, None, _rows(len(x)), str(path))
+    return Inputs(x, None, _rows(x, path), str(path))
 
 
-def _rows(n: int) -> list[str]:
-    return [str(i) for i in range(n)]
+def _rows(x: np.ndarray, source: Path) -> list[str]:
+    """A name per example (its row number); a 0-d array holds no examples."""
+    if x.ndim == 0:
+        raise DataError(f"{source}: expected an array of examples (N, ...), got a single number")
+    return [str(i) for i in range(len(x))]
 
 
 def _csv(path: Path, classes: list[str], label_column: str, columns: list[str] | None) -> Inputs:
@@ -221,7 +224,13 @@ def _images(paths: list[Path], in_shape: tuple[int, ...], cfg: DataConfig) -> np
             f"{paths[0]}: this model takes inputs of shape {tuple(in_shape)}, not images"
         )
     x = _decode_files(paths, cfg.image_size, cfg.max_image_pixels, "stop").x
-    if in_shape[0] == 1:
+    if in_shape[0] == 1:  # trained on grayscale images: refuse colour, as training would
+        colour = np.flatnonzero((x != x[:, :1]).reshape(len(x), -1).any(axis=1))
+        if colour.size:
+            raise DataError(
+                f"{paths[colour[0]]}: a colour image; this model was trained on grayscale "
+                "images (convert it to grayscale first)"
+            )
         x = np.ascontiguousarray(x[:, :1])
     if tuple(x.shape[2:]) != tuple(in_shape[1:]):
         raise DataError(

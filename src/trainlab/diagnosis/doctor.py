@@ -132,9 +132,11 @@ def _layers(parts: Parts, out: Path, steps: int) -> Finding:
     probe_x = batches[0][0]
     init = activation_stats(model, probe_x)
     model.train()
+    taken = 0
     for x, y in batches:
         if not step(x, y, parts.base_lr).updated:
             break  # a non-finite loss or gradient: the statistics below say where
+        taken += 1
     after = activation_stats(model, probe_x)
     x, y = batches[0]
     grads = gradient_stats(model, parts.loss_fn(model(x).float(), y), opt)
@@ -147,7 +149,7 @@ def _layers(parts: Parts, out: Path, steps: int) -> Finding:
         status,
         f"activations: {act.summary}; gradients: {grad.summary}",
         advice,
-        {"activations": act.values, "gradients": grad.values, "steps": len(batches)},
+        {"activations": act.values, "gradients": grad.values, "steps": taken},
         ("layers.png",),
     )
 

@@ -319,9 +319,25 @@ class Trainer:
         self.stop_reason = state["stop_reason"]  # an early-stopped run only finishes
         self.skip_batches = {tuple(b) for b in state["skip_batches"]}
         self.callbacks.load_state_dict(state["callbacks"])
-        self.best.load_state_dict(state.get("best") or _best_of_older_checkpoint(state))
+        self.best.load_state_dict(state.get("best") or self._best_of_older_checkpoint(state))
         self.last_val = dict(state.get("last_val", {}))
         self.rng = state["rng"]
+
+    def _best_of_older_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint written before the trainer owned ``best``: early stopping's record (its
+        metric and margin) or else the checkpointer's, with that epoch's validation metrics
+        read back from ``metrics.jsonl``."""
+        saved = state.get("callbacks", {})
+        record = saved.get("early_stopping") or saved.get("checkpointer") or {}
+        epoch = record.get("best_epoch", 0)
+        metrics: dict[str, float] = {}
+        log = self.run_dir / "metrics.jsonl"
+        if epoch and log.is_file():
+            for line in log.read_text().splitlines():
+                row = json.loads(line)
+                if row.get("epoch") == epoch and self.best.metric in row:
+                    metrics = {k: v for k, v in row.items() if k.startswith("val_")}
+        return {"value": record.get("best"), "epoch": epoch, "step": 0, "metrics": metrics}
 
     def _write_run_card(self) -> None:
         """A run folder gets the resolved recipe and what a Predictor needs to load the weights
@@ -360,10 +376,3 @@ class Trainer:
         }
         atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
         return RunResult.from_summary(summary)
-
-
-def _best_of_older_checkpoint(state: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint written before the trainer owned ``best``: the checkpointer's record."""
-    saved = state.get("callbacks", {}).get("checkpointer", {})
-    return {"value": saved.get("best"), "epoch": saved.get("best_epoch", 0), "step": 0,
-            "metrics": {}}  # fmt: skip

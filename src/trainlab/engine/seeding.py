@@ -51,7 +51,8 @@ def preserved_global_state() -> Iterator[None]:
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     bench = torch.backends.cudnn.benchmark
     cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    # every visible GPU, initialised or not: seeding queues a lazy seed of the CUDA generators
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
         with torch.random.fork_rng(devices=devices):
             yield

@@ -184,7 +184,6 @@ def load_run(
     with), the ``best`` validation checkpoint's, or the ``last`` checkpoint's. ``device``:
     default the recipe's ``training.device``."""
     from trainlab.engine import checkpoint as ckpt
-    from trainlab.engine.build import pick_device
     from trainlab.engine.seeding import run_state
     from trainlab.nn.models import create_model
 
@@ -195,7 +194,7 @@ def load_run(
         raise RunFolderError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
     recipe = load_recipe(run / "recipe.yaml")
     card = RunCard.read(run, recipe)
-    where = pick_device(recipe.training.device if device is None else str(device))
+    where = _device(recipe.training.device, device)
     # the weights are loaded over it: build without the init (LSUV would need data)
     shell = recipe.model.model_copy(update={"init": type(recipe.model.init)(name="keep")})
     with run_state(0, False):  # building draws initial weights: never from the caller's RNG
@@ -204,7 +203,26 @@ def load_run(
     preprocess.init_buffers(card.in_shape)
     if weights == "final":
         tensors = ckpt.load_weights(run / "model.safetensors")
+    elif not (run / "checkpoints" / weights).is_file():
+        raise RunFolderError(
+            f"{run}: no {weights!r} checkpoint (a run without a validation split has no 'best'; "
+            "one stopped before its first checkpoint has neither)"
+        )
     else:
         tensors = ckpt.load_checkpoint(run / "checkpoints", weights)[0]
     ckpt.apply_run_weights(model, preprocess, tensors)
     return Predictor(recipe, model.to(where), preprocess.to(where), card, where, run, weights)
+
+
+def _device(recorded: str, asked: str | torch.device | None) -> torch.device:
+    """The device asked for; else the one the run trained on, or ``auto`` where that one is
+    missing (a run trained on a GPU, loaded on a laptop)."""
+    from trainlab.engine.build import pick_device
+    from trainlab.errors import RecipeError
+
+    if asked is not None:
+        return pick_device(str(asked))
+    try:
+        return pick_device(recorded)
+    except RecipeError:
+        return pick_device("auto")
