@@ -1,9 +1,8 @@
 """Headless Chromium for tests: Debian's chromium driven by Playwright (no browser download).
 
 ``chromium_path()`` finds /usr/bin/chromium, installing the Debian package first when it is
-missing and this process can (apt-get on the PATH, running as root), which is how CI's fresh
-Debian machine gets it; otherwise the test is skipped with the reason. The install is serialised
-with a file lock so two pytest-xdist workers do not fight over dpkg's lock.
+missing and this process can (:func:`tests.system_packages.ensure_apt`: apt-get as root, which
+is how CI's fresh Debian machine gets it); otherwise the test is skipped with the reason.
 
 ``open_page(url)`` launches it through Playwright's Python package (``playwright`` in the
 ``test`` extra; it brings its node driver but never downloads a browser here: we pass
@@ -22,15 +21,13 @@ Use from a test::
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.system_packages import ensure_apt
 
 CHROMIUM_FLAGS = [
     "--no-sandbox",
@@ -41,49 +38,11 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-INSTALL_TIMEOUT_S = 1200
-
-
-def _find() -> str | None:
-    for name in ("/usr/bin/chromium", "chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def chromium_path() -> str:
     """The Chromium binary; installed with apt-get when missing and possible, else a skip."""
-    found = _find()
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        pytest.skip("headless Chromium is not installed and apt-get is not available")
-    if os.geteuid() != 0:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium needs root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    lock_path = os.path.join(tempfile.gettempdir(), "trainlab-chromium-install.lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be installing it right now
-        found = _find()
-        if found:
-            return found
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-        result = subprocess.run(
-            install, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
-        )
-        if result.returncode != 0:  # the package lists may be missing on a fresh machine
-            subprocess.run(
-                ["apt-get", "update"], env=env, capture_output=True, timeout=INSTALL_TIMEOUT_S
-            )
-            result = subprocess.run(
-                install, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
-            )
-    found = _find()
-    if not found:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        pytest.fail("apt-get install chromium failed: " + " | ".join(tail))
-    return found
+    return ensure_apt("/usr/bin/chromium", "chromium", also=("chromium", "chromium-browser"))
 
 
 @contextlib.contextmanager

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from tests.conftest import last_json, run_cli
+from trainlab.version import __version__
 
 QUICK = ["model.name=mlp", "model.widths=[64]", "augment=[]", "training.epochs=4"]
 
@@ -72,10 +80,11 @@ def test_label_out_of_range_exits_2_naming_file_and_row(tmp_path: Path):
     assert not run.exists()
 
 
-def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path):
-    done = run_cli("train", "--out", str(tmp_path / "nothing"), "--resume")
+def test_resume_without_a_run_folder_is_a_clear_error(tmp_path: Path):
+    # (--resume into a folder with no checkpoint yet starts that run from step 0: see api.train)
+    done = run_cli("train", "--resume", cwd=tmp_path)
     assert done.returncode == 2
-    assert "no checkpoint to resume from" in _one_error_line(done.stderr)
+    assert "--resume needs --out DIR" in _one_error_line(done.stderr)
 
 
 def test_list_shows_every_family_and_refuses_unknown_kinds():
@@ -159,3 +168,150 @@ def test_more_than_ten_recipe_mistakes_print_ten_lines_and_a_count(tmp_path: Pat
     assert len(lines) == 11, done.stderr
     assert all("unknown key" in line for line in lines[:10])
     assert "and 2 more" in lines[-1]
+
+
+EPOCH_LINE = re.compile(
+    r"^epoch +(\d+)/(\d+) loss \d+\.\d{3} acc \d\.\d{3} val_loss \d+\.\d{3} val_acc \d\.\d{3} "
+    r"lr \d\.\de[-+]?\d+ \d+(\.\d)?s( \*)?$"
+)
+
+
+def test_piped_output_is_not_wrapped_so_tail_reads_the_whole_result(tmp_path: Path):
+    run = tmp_path / ("a-run-folder-with-a-long-name-" + "x" * 40)  # the line is > 80 columns
+    done = run_cli("train", *QUICK, "--out", str(run))  # stdout and stderr are pipes
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    summary = json.loads((run / "summary.json").read_text())
+    assert last.startswith("val_acc ") and last.endswith(f"-> {run}"), done.stdout
+    assert f"test_acc {summary['test_acc']:.4f}" in last and "samples/s" in last
+    assert len(last) > 80
+
+
+def test_no_progress_prints_one_line_per_epoch_marking_the_best(tmp_path: Path):
+    run = tmp_path / "run"
+    done = run_cli("train", *QUICK, "--out", str(run), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 4, done.stderr
+    matches = [EPOCH_LINE.match(line) for line in lines]
+    assert all(matches), done.stderr
+    assert [(m[1], m[2]) for m in matches] == [(str(e), "4") for e in range(1, 5)]
+    best = json.loads((run / "summary.json").read_text())["val"]["best"]["epoch"]
+    assert lines[best - 1].endswith(" *"), done.stderr
+    assert lines[0].endswith(" *")  # the first validation is always the best so far
+    assert "━" not in done.stderr  # stderr is a pipe: no bar even without --no-progress
+    again = run_cli("train", *QUICK, "--out", str(tmp_path / "bar-off"))
+    assert [EPOCH_LINE.match(x) is not None for x in again.stderr.splitlines()] == [True] * 4
+
+
+def _stderr_until(proc: subprocess.Popen, pattern: str) -> str:
+    """Read ``proc``'s stderr line by line until one matches ``pattern`` (that line)."""
+    for line in proc.stderr:
+        if re.search(pattern, line):
+            return line.rstrip("\n")
+    raise AssertionError(f"the run ended (exit {proc.wait()}) before printing {pattern!r}")
+
+
+def test_a_resumed_run_says_where_it_continues(tmp_path: Path):
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "trainlab.cli", "train", *QUICK[:-1], "training.epochs=300"]
+    first = subprocess.Popen([*args, "--out", str(run)], stderr=subprocess.PIPE, text=True)
+    try:
+        _stderr_until(first, r"^epoch +2/300 ")
+        first.send_signal(signal.SIGTERM)  # a checkpoint at the next step boundary, exit 143
+        assert first.wait(timeout=120) == 143
+    finally:
+        first.kill()
+    second = subprocess.Popen(
+        [*args, "--out", str(run), "--resume"], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        line = _stderr_until(second, "resuming")
+        found = re.fullmatch(r"resuming from step (\d+) of (\d+) \(epoch \d+ of 300\)", line)
+        assert found and 0 < int(found[1]) < int(found[2]), line
+        assert EPOCH_LINE.match(_stderr_until(second, r"^epoch ")), "after resuming"
+    finally:
+        second.kill()
+        second.wait(timeout=60)
+
+
+def test_version_is_printed_without_importing_torch():
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"trainlab {__version__}"
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "torch" not in imported and "numpy" not in imported
+
+
+def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path: Path):
+    done = run_cli("augment", "mnist1d", "-o", "grid.png", "--n", "4", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert last_json(done.stdout)["recipe"] == "mnist1d"
+    assert (tmp_path / "grid.png").is_file()
+    bad = run_cli("train", "mnist", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    assert bad.returncode == 2
+    line = _one_error_line(bad.stderr)
+    assert "mnist: no such recipe file" in line
+    assert "shipped recipes: cifar10, digits, mnist1d" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_short_run_of_a_recipe_with_a_warm_up_names_the_fix(tmp_path: Path):
+    done = run_cli("train", "training.epochs=1", "--out", str(tmp_path / "r"))
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert "schedule.warmup_epochs=1 is not shorter than training.epochs=1" in line
+    assert "add schedule.warmup_epochs=0" in line
+    fixed = run_cli(
+        "train", "training.epochs=1", "schedule.warmup_epochs=0", *QUICK[:3],
+        "--out", str(tmp_path / "r"), "--no-progress",
+    )  # fmt: skip
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def _tour() -> list[str]:
+    """The command lines of the README's tour, comments cut off."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## A tour", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line.split(" #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def test_the_readme_tour_runs_as_written(tmp_path: Path):
+    """train, resume, evaluate and predict as the tour writes them, in an empty folder (the
+    shipped recipe by its name); the first training is shortened by appended overrides, the
+    rest run exactly as written: the resume re-reads the run's own recipe.yaml."""
+    tour = _tour()
+    train = next(line for line in tour if line.startswith("trainlab train mnist1d"))
+    later = [
+        next(line for line in tour if line.startswith(f"trainlab {command}"))
+        for command in ("train --out runs/m1 --resume", "evaluate runs/m1", "predict runs/m1")
+    ]
+    quick = ["training.epochs=3", "model.channels=[8]", "model.depth=1", "--no-progress"]
+    done = run_cli(*shlex.split(train)[1:], *quick, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    card = json.loads((tmp_path / "runs/m1/model.json").read_text())
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "new.npz", x=rng.normal(size=(5, *card["in_shape"])).astype(np.float32))
+    for line in later:
+        done = run_cli(*shlex.split(line)[1:], cwd=tmp_path)
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+    recipe = yaml.safe_load((tmp_path / "runs/m1/recipe.yaml").read_text())
+    assert recipe["seed"] == 3 and recipe["optimizer"]["lr"] == 0.01
+    assert len((tmp_path / "pred.csv").read_text().splitlines()) == 6
+
+
+def test_list_summaries_lose_their_rest_markup():
+    from trainlab.cli import plain
+
+    assert plain("each of ``widths``, see :class:`~trainlab.engine.best.Best`") == (
+        "each of widths, see Best"
+    )
+    assert plain(":func:`trainlab.train` at bin `magnitude`") == "trainlab.train at bin magnitude"
+    done = run_cli("list", "model")  # piped: not wrapped, so every summary is one whole line
+    assert done.returncode == 0, done.stderr
+    assert "for each of widths." in done.stdout and "``" not in done.stdout

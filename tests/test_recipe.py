@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import run_cli
+from trainlab.data.augment import AUGMENTS
 from trainlab.errors import RecipeError
 from trainlab.recipe import DEFAULT_RECIPE, Recipe, apply_overrides, load_recipe, validate
 
@@ -40,7 +42,7 @@ def test_resolved_recipe_round_trips(tmp_path: Path):
         ("model.dropout=-0.1", "model.dropout"),
         ("training.batch_size=0", "training.batch_size: Input should be greater than 0"),
         ("training.epochs=abc", "training.epochs: Input should be a valid integer"),
-        ("schedule.warmup_epochs=50", "schedule.warmup_epochs=50.0 is not shorter than"),
+        ("schedule.warmup_epochs=50", "schedule.warmup_epochs=50 is not shorter than"),
         ("model.activation=relux", "unknown activation 'relux'; did you mean 'relu'?"),
         ("optimizer.name=sgd", ""),  # valid
         ("optimizer.rho=0.9", "optimizer.rho: optimizer 'adamw' has no parameter 'rho'"),
@@ -55,7 +57,8 @@ def test_resolved_recipe_round_trips(tmp_path: Path):
         ("augment=[{name: hflip, p: 3}]", "augment.0.p"),
         ("model.init={name: kaiming_normal, mode: fan_avg}", "'fan_in' or 'fan_out'"),
         ("optimizer.lr_scaling=linear", "needs optimizer.base_batch_size"),
-        ("preprocess=zca", ""),
+        ("preprocess=zca", "preprocess.name=zca with augment[0] random_crop: per-position"),
+        ("preprocess=zero_center", ""),  # mean-only: moved values stay in the raw range
         ("seed=-1", "seed"),
     ],
 )
@@ -185,7 +188,7 @@ def test_every_cross_section_problem_is_reported():
     text = str(info.value)
     assert "3 problems" in text
     assert "needs a validation split" in text and "needs optimizer.base_batch_size" in text
-    assert "schedule.warmup_epochs=50.0 is not shorter than" in text
+    assert "schedule.warmup_epochs=50 is not shorter than" in text
 
 
 def test_a_union_field_is_one_problem():
@@ -193,3 +196,97 @@ def test_a_union_field_is_one_problem():
         load_recipe(None, ["training.deterministic=maybe"])
     (problem,) = info.value.problems
     assert problem.startswith("training.deterministic: ") and "'warn'" in problem
+
+
+# per-position statistics (standardize, pca, zca) and augmentations that move positions
+
+
+def test_preprocess_defaults_to_auto_and_the_field_says_what_it_picks():
+    assert Recipe().preprocess.name == "auto"
+    assert validate({}).preprocess.name == "auto"
+    described = Recipe.model_fields["preprocess"].annotation.model_fields["name"].description
+    assert "per_channel" in described and "standardize" in described
+
+
+@pytest.mark.parametrize("pre", ["standardize", "pca", "zca"])
+@pytest.mark.parametrize(
+    "augment",
+    [
+        "random_crop",
+        "hflip",
+        "translate",
+        "rotate",
+        "shear",
+        "scale",
+        "affine",
+        "random_resized_crop",
+        "multiscale",
+        "randaugment",
+        "trivialaugment",
+        "autoaugment",
+        "shift",
+        "time_scale",
+    ],
+)
+def test_per_position_scaling_with_a_moving_augment_is_one_line_naming_both(pre, augment):
+    with pytest.raises(RecipeError) as info:
+        validate({"preprocess": pre, "augment": ["mixup", augment]})
+    (problem,) = info.value.problems
+    assert problem == (
+        f"preprocess.name={pre} with augment[1] {augment}: per-position statistics are wrong "
+        "on shifted inputs (values reach hundreds); use preprocess: per_channel"
+    )
+
+
+def test_every_moving_augment_is_named_in_the_one_line():
+    with pytest.raises(RecipeError) as info:
+        validate({"preprocess": "standardize", "augment": ["hflip", "cutout", "random_crop"]})
+    (problem,) = info.value.problems
+    assert problem.startswith("preprocess.name=standardize with augment[0] hflip, augment[2] ")
+
+
+@pytest.mark.parametrize(
+    "pre, augment",
+    [
+        ("auto", ["random_crop", "rotate"]),  # resolves to per_channel on images
+        ("per_channel", ["random_crop", "randaugment"]),
+        ("per_channel_mean", ["random_crop"]),
+        ("zero_center", ["random_crop"]),
+        ("mean_image", ["translate"]),
+        ("none", ["affine"]),
+        ("standardize", ["cutout", "random_erasing", "mixup", "cutmix", "color_jitter"]),
+        ("zca", ["amplitude", "gaussian_noise", "pca_lighting"]),
+        ("standardize", []),
+    ],
+)
+def test_combinations_that_keep_positions_or_statistics_are_accepted(pre, augment):
+    validate({"preprocess": pre, "augment": augment})
+
+
+def test_every_augment_declares_whether_it_moves_positions():
+    for entry in AUGMENTS:
+        assert isinstance(entry.info.get("moves_positions"), bool), entry.name
+
+
+def test_shipped_recipes_validate_and_the_two_copies_are_identical():
+    shipped = sorted(DEFAULT_RECIPE.parent.glob("*.yaml"))
+    repo = Path(__file__).parents[1] / "recipes"
+    assert [p.name for p in shipped] == sorted(p.name for p in repo.glob("*.yaml"))
+    for path in shipped:
+        load_recipe(path)
+        assert path.read_text() == (repo / path.name).read_text(), path.name
+
+
+def test_the_cli_refuses_standardize_with_the_default_random_crop_before_anything_runs(
+    tmp_path: Path,
+):
+    run = tmp_path / "X"
+    done = run_cli("train", "preprocess=standardize", "--out", str(run))
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert (
+        "preprocess.name=standardize with augment[0] random_crop: per-position statistics are "
+        "wrong on shifted inputs (values reach hundreds); use preprocess: per_channel"
+    ) in lines[0]
+    assert not run.exists() and list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import RecipeError, RunFolderError
-from trainlab.recipe import Overrides, Recipe, load_recipe, resolve_recipe
+from trainlab.recipe import Overrides, Recipe, resolve_recipe
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,33 +51,30 @@ def _new_run_dir(out: str | Path | None, name: str) -> Path:
     return run_dir
 
 
-def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    """The dotted key of the first value that differs between two recipe dumps."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
-            if found:
-                return found
-        return None
-    return None if a == b else path
+def _resume_dir(out: str | Path | None) -> tuple[Path, bool]:
+    """The run folder ``--resume`` continues, and whether it holds a checkpoint yet.
 
+    A missing or empty folder, or a run folder killed before its first checkpoint, is resumed
+    from step 0 (so re-running the same command after a crash at any moment works); a folder
+    that is not a run's is refused, as a plain ``train`` would.
+    """
+    if out is None:
+        raise RunFolderError("--resume needs --out DIR naming the run to continue")
+    from trainlab.engine.checkpoint import has_checkpoint
+    from trainlab.engine.lock import LOCK_NAME
 
-HARMLESS_ON_RESUME = {"training.progress"}
-
-
-def _same_recipe(recipe: Recipe, run_dir: Path) -> None:
-    """A resumed run must continue the recipe it started with (a changed one is not a resume)."""
-    saved = load_recipe(run_dir / "recipe.yaml").model_dump(mode="json")
-    given = recipe.model_dump(mode="json")
-    for key in HARMLESS_ON_RESUME:
-        section, name = key.split(".")
-        given[section][name] = saved[section][name]
-    key = _first_difference(saved, given)
-    if key is not None:
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: not a folder; --out names a run folder")
+    if has_checkpoint(run_dir / "checkpoints"):
+        return run_dir, True
+    entries = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    if entries and not entries & {"recipe.yaml", LOCK_NAME, "checkpoints"}:
         raise RunFolderError(
-            f"{run_dir}: --resume with a different recipe ({key} differs from "
-            f"{run_dir / 'recipe.yaml'}); resume without changes, or train into a new --out"
+            f"{run_dir}: not a run folder (no recipe.yaml, no checkpoints) and not empty; "
+            "choose another --out"
         )
+    return run_dir, False
 
 
 def train(
@@ -110,26 +107,38 @@ def train(
     from trainlab.engine.loop import Trainer
 
     instance = _model_override(model)
+    started = False
     if resume:
-        if out is None:
-            raise RunFolderError("--resume needs --out DIR naming the run to continue")
-        run_dir = Path(out)
-        if recipe is None:
+        run_dir, started = _resume_dir(out)
+        if recipe is None and (run_dir / "recipe.yaml").is_file():
             recipe = run_dir / "recipe.yaml"
-        if not (run_dir / "checkpoints" / "last").is_file():
-            raise RunFolderError(f"{run_dir}: no checkpoint to resume from")
     if model is not None:  # an override like any other: the schema then picks its defaults
         overrides = _with_override(overrides, "model.name", _import_path(model))
     resolved = resolve_recipe(recipe, overrides)
-    if resume:
-        _same_recipe(resolved, run_dir)
-    else:
+    if not resume:
         run_dir = _new_run_dir(out, resolved.name)
     extra = [*_checked(callbacks), *_diagnosis_callbacks(resolved, run_dir)]
     trainer = Trainer(build(resolved, model=instance), run_dir, extra, progress=progress)
-    if resume:
+    if started:
         trainer.resume()
+    elif resume:
+        _fresh_start_in(trainer)
     return trainer.fit()
+
+
+def _fresh_start_in(trainer: Any) -> None:
+    """``--resume`` on a run that has no checkpoint yet: same recipe, then step 0, said once."""
+    import warnings
+
+    from trainlab.errors import TrainlabWarning
+
+    if (trainer.run_dir / "recipe.yaml").is_file():
+        trainer.check_recipe(trainer.saved_recipe(), "recipe.yaml")
+    warnings.warn(
+        f"{trainer.run_dir}: no checkpoint yet; starting from step 0",
+        TrainlabWarning,
+        stacklevel=3,
+    )
 
 
 def _with_override(overrides: Overrides | None, key: str, value: str) -> Overrides:
@@ -191,19 +200,22 @@ def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> 
 
     ``weights``: ``final`` (what training ended with), ``best`` (best validation) or ``last``.
     The model comes from :func:`load_run`; only the test split is read from the dataset.
+    ``per_class_acc`` holds only the classes with test examples (a class without any has no
+    accuracy, and 0.0 would claim one); those are listed in ``no_test_examples``.
     """
     from trainlab.data.datasets import load_splits
+    from trainlab.engine.metrics import per_class_accuracy
     from trainlab.evaluation.predictor import load_run
 
     predictor = load_run(run_dir, weights)
     splits = load_splits(predictor.recipe.data)
     metrics, conf = predictor.evaluate(splits.x_test, splits.y_test)
-    totals = conf.sum(1).clamp_min(1)
-    per_class = (conf.diag() / totals).tolist()
+    per_class = per_class_accuracy(conf, predictor.classes)
     result: dict[str, Any] = {
         **metrics,
         "weights": weights,
-        "per_class_acc": dict(zip(predictor.classes, per_class, strict=True)),
+        "per_class_acc": per_class,
+        "no_test_examples": [name for name in predictor.classes if name not in per_class],
         "confusion": conf.tolist(),
     }
     if plot:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -23,6 +24,42 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train neural networks from one YAML recipe, the way the lectures teach.",
 )
+
+
+def _version(value: bool) -> None:
+    """``--version``: the number from trainlab.version and exit, before any command imports
+    torch (``import trainlab`` itself stays torch-free; see tests/test_imports.py)."""
+    if value:
+        from trainlab.version import __version__
+
+        print(f"trainlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """Train neural networks from one YAML recipe, the way the lectures teach."""
+
+
+UNWRAPPED = 1 << 15  # rich's width when not on a terminal: wide enough that nothing wraps
+
+
+def make_console(stderr: bool = False) -> Any:
+    """rich's console for the CLI: a terminal's own width, else no wrapping at all.
+
+    rich gives a pipe or a file 80 columns and wraps at them, so ``trainlab train | tail -1``
+    got the end of a broken summary line; a script reading our output wants whole lines.
+    """
+    from rich.console import Console
+
+    terminal = Console(stderr=stderr)
+    if terminal.is_terminal:
+        return terminal
+    return Console(stderr=stderr, width=UNWRAPPED, soft_wrap=True)
 
 
 def _emit(result: Any, as_json: bool) -> None:
@@ -89,13 +126,12 @@ def train(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
-
+    """The run's result as one line (a script's ``| tail -1`` reads it whole)."""
     top = next((k for k in summary if k.startswith("test_top")), None)
     extra = f"  {top} {summary[top]:.4f}" if top else ""
     best = summary["val"]["best"]
     val = f"val_acc {best['val_acc']:.4f} (epoch {best['epoch']})  " if "val_acc" in best else ""
-    Console().print(
+    make_console().print(
         f"{val}[bold]test_acc {summary['test_acc']:.4f}[/]  test_loss {summary['test_loss']:.4f}"
         f"{extra}  epochs {summary['epochs_run']}  {summary['wall_s']:.1f}s  "
         f"{summary['samples_per_s']:,.0f} samples/s  -> {summary['run_dir']}"
@@ -128,6 +164,8 @@ def evaluate(
         for name, acc in result["per_class_acc"].items():
             table.add_row(name, f"{acc:.4f}")
         Console().print(table)
+        if result["no_test_examples"]:  # absent from the table: no accuracy was measured
+            Console().print(f"no test examples: {', '.join(result['no_test_examples'])}")
         Console().print(f"confusion matrix: {result['confusion_png']}")
     _emit(result, as_json)
 
@@ -153,7 +191,6 @@ def predict(
 
 
 def _print_predictions(result: dict[str, Any], limit: int = 20) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     rows = result["rows"]
@@ -164,7 +201,7 @@ def _print_predictions(result: dict[str, Any], limit: int = 20) -> None:
         table.add_row(
             row["input"], str(row["class"]), row["name"], f"{row['probabilities'][row['name']]:.3f}"
         )
-    console = Console()
+    console = make_console()
     console.print(table)
     if len(rows) > limit:
         console.print(f"... {len(rows) - limit} more rows (-o FILE.csv writes them all)")
@@ -245,12 +282,10 @@ def augment(
     recipe, overrides = split_recipe_args(args or [])
     result = augment_preview(recipe, overrides, out=out, n=n, seed=seed)
     if not as_json:
-        from rich.console import Console
-
         what = f"{result['samples']} samples" + (
             f" x {result['draws']} augmented draws" if result["draws"] else " (originals only)"
         )
-        Console().print(
+        make_console().print(
             f"{what} of recipe {result['recipe']!r} ({result['width']}x{result['height']} px) "
             f"-> {result['path']}",
             highlight=False,
@@ -286,22 +321,45 @@ def list_components(
     _emit(result, as_json)
 
 
+_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`]+)`")  # :class:`~a.b.C`, :py:func:`f`
+_LITERAL = re.compile(r"``([^`]+)``|`([^`]+)`")
+
+
+def plain(text: str) -> str:
+    """A docstring's reST as terminal text: ``code`` and `x` lose their backticks, a role like
+    :class:`~trainlab.engine.best.Best` becomes its target (the last part after a ``~``).
+
+    The summaries ``trainlab list`` shows are docstrings' first lines, written for Sphinx; on
+    a terminal the markup is noise that also costs width.
+    """
+
+    def role(match: re.Match[str]) -> str:
+        short, target = match.groups()
+        return target.rsplit(".", 1)[-1] if short else target
+
+    text = _ROLE.sub(role, text)
+    return _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
+
+
 def _print_tables(rows: dict[str, list[tuple[str, str, str]]]) -> None:
-    from rich.console import Console
+    """One table per family; cells fold onto further lines, never end in an ellipsis (a cut
+    parameter default or description cannot be read anywhere else on the screen)."""
     from rich.markup import escape
     from rich.table import Table
 
     from trainlab.registry import REGISTRIES
 
+    out = make_console()
     for kind, entries in rows.items():
         technique = kind == "technique"
-        what = "set by a recipe key" if technique else REGISTRIES[kind].description
-        table = Table(title=f"{kind}: {what}", title_justify="left")
-        for col in ("name", "recipe line" if technique else "parameters", "what it is"):
-            table.add_column(col)
+        what = "set by a recipe key" if technique else plain(REGISTRIES[kind].description)
+        table = Table(title=escape(f"{kind}: {what}"), title_justify="left")
+        table.add_column("name", no_wrap=True)
+        for col in ("recipe line" if technique else "parameters", "what it is"):
+            table.add_column(col, overflow="fold")
         for name, params, summary in entries:
-            table.add_row(name, escape(params), escape(summary))  # [a, b] is text, not markup
-        Console().print(table)
+            table.add_row(name, escape(params), escape(plain(summary)))  # [a, b] is text
+        out.print(table)
 
 
 lab_app = typer.Typer(no_args_is_help=True, help="Lecture experiments, runnable (e.g. init-stats).")
@@ -330,7 +388,6 @@ def lab_init_stats(
     figure = plot_init_stats(rows, out, title)
     layers = [{k: r[k] for k in ("layer", "mean", "std")} for r in rows]
     if not as_json:
-        from rich.console import Console
         from rich.table import Table
 
         table = Table()
@@ -338,7 +395,7 @@ def lab_init_stats(
             table.add_column(col, justify="right")
         for r in layers:
             table.add_row(str(r["layer"]), f"{r['mean']:+.3g}", f"{r['std']:.3g}")
-        console = Console()
+        console = make_console()
         console.print(title, highlight=False)
         console.print(table)
         console.print(f"histograms: {figure}", highlight=False)

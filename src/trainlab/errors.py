@@ -82,5 +82,16 @@ class CheckpointError(TrainlabError):
     exit_code = 1
 
 
+class StorageError(TrainlabError):
+    """A file of the run could not be written (disk full, quota, permissions); whatever was
+    half-written has been removed and the previous file or checkpoint is intact."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
 class TrainlabWarning(UserWarning):
     """Something the user should know that did not stop the run (printed as one line)."""

@@ -24,6 +24,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -205,8 +206,25 @@ class DataConfig(Section):
     labels_path: str | None = None
     label_column: str = "label"
     image_size: int | None = Field(None, gt=0)
+    num_classes: int | None = Field(
+        None,
+        ge=2,
+        description="C, labels 0..C-1; default: the data's class names, else the largest "
+        "training label + 1 (then every class needs training examples)",
+    )
+    classes: list[str] | None = Field(
+        None,
+        min_length=2,
+        description="class names in label order (their count is C); a dataset that names its "
+        "classes is mapped onto them by name",
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    stratify: bool = Field(
+        True,
+        description="validation and carved test splits keep each class's share, and at least "
+        "one example of it in train; false: a plain random cut",
+    )
     split_seed: int = 0
     cache_dir: str | None = None
     on_corrupt: Literal["stop", "skip"] = Field(
@@ -221,13 +239,38 @@ class DataConfig(Section):
 
     _known = registered_name("dataset")
 
+    @field_validator("classes")
+    @classmethod
+    def _distinct_names(cls, names: list[str] | None) -> list[str] | None:
+        """Two classes of one name could not be told apart in any report."""
+        if names is not None:
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"class names must differ; given twice: {', '.join(twice)}")
+        return names
+
+    @model_validator(mode="after")
+    def _classes_agree(self) -> DataConfig:
+        """data.num_classes and data.classes both state C: they must say the same."""
+        if self.classes is not None and self.num_classes not in (None, len(self.classes)):
+            raise ValueError(
+                f"num_classes={self.num_classes} but classes names {len(self.classes)}; "
+                "give one of them, or make them agree"
+            )
+        return self
+
 
 class PreprocessConfig(Section):
     """Input normalisation fitted on the training split only, applied identically everywhere."""
 
     _shorthand = model_validator(mode="before")(classmethod(lambda cls, v: _name_only(v)))
 
-    name: str = "standardize"
+    name: str = Field(
+        "auto",
+        description="registered preprocessing (trainlab list preprocess); auto: per_channel "
+        "for inputs with spatial dims (C, L) or (C, H, W), standardize for (D,) feature "
+        "vectors, chosen when the run is built and written into the run's recipe.yaml",
+    )
     eps: float = Field(1e-5, gt=0.0)
 
     _known = registered_name("preprocess")
@@ -376,6 +419,17 @@ class ScheduleConfig(Named):
     warmup_epochs: float = Field(0.0, ge=0.0)
     warmup_steps: int = Field(0, ge=0)
 
+    def problems_with(self, data: DataConfig) -> list[str]:
+        """What this schedule needs from the other sections: a schedule that reads the
+        validation metric (``reduce_on_plateau``) needs a validation split."""
+        reads_val = _registry("schedule").get(self.name).info.get("plateau", False)
+        if reads_val and data.val_fraction == 0:
+            return [
+                f"schedule.name={self.name} reads the validation metric "
+                f"({self.params().get('metric')}): data.val_fraction is 0"
+            ]
+        return []
+
 
 class RegularizationConfig(Section):
     """Penalties added to the loss. Decoupled weight decay lives in ``optimizer.weight_decay``."""
@@ -423,6 +477,11 @@ class TrainingConfig(Section):
     nonfinite_retries: int = Field(3, ge=1, description="rollbacks allowed before stopping")
     early_stopping: EarlyStoppingConfig | None = None
     log_every: int = Field(20, gt=0, description="steps between logged training metrics")
+    loggers: list[Literal["jsonl", "csv", "tensorboard"]] = Field(
+        default_factory=lambda: ["jsonl"],
+        description="where metrics go: jsonl (metrics.jsonl, always written), csv (metrics.csv), "
+        "tensorboard (RUN/tensorboard; pip install 'trainlab[tensorboard]')",
+    )
     checkpoint_every: int = Field(1, gt=0, description="epochs between 'last' checkpoints")
     checkpoint_every_steps: int = Field(
         0, ge=0, description="also save 'last' every N steps inside an epoch (0: off)"
@@ -458,15 +517,21 @@ class Recipe(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
 
     @model_validator(mode="after")
-    def _consistent(self) -> Recipe:
-        """Checks across sections, run once every field is valid; all their problems at once."""
+    def _consistent(self, info: ValidationInfo) -> Recipe:
+        """Checks across sections, run once every field is valid; all their problems at once.
+
+        A run folder's own recipe (validated with ``context={"trained": True}``) skips the
+        refusals of new runs: a run trained before a rule existed can still be loaded.
+        """
         problems = [*self._consistency_problems(), *self._warmup_problems()]
+        if not (info.context or {}).get("trained"):
+            problems += self._preprocess_augment_problems()
         if problems:
             raise _validation_error(type(self).__name__, [], problems)
         return self
 
     def _consistency_problems(self) -> list[str]:
-        problems = []
+        problems = [*self.schedule.problems_with(self.data)]
         if self.training.early_stopping is not None and self.data.val_fraction == 0:
             problems.append(
                 "training.early_stopping needs a validation split: data.val_fraction is 0"
@@ -484,19 +549,50 @@ class Recipe(Section):
             )
         return problems
 
+    def _preprocess_augment_problems(self) -> list[str]:
+        """Statistics fitted per input position (``per_position_scale``: standardize, pca,
+        zca) beside an augmentation that moves positions (``moves_positions``): augmentation
+        runs on raw inputs, so ink lands where the training std is tiny and the preprocessed
+        values reach hundreds (digits then trains at chance). Mean-only centring is allowed:
+        it keeps moved values within the raw range."""
+        pre = self.preprocess.name
+        if not _registry("preprocess").get(pre).info.get("per_position_scale"):
+            return []
+        augments = _registry("augment")
+        moving = [
+            f"augment[{i}] {spec.name}"
+            for i, spec in enumerate(self.augment)
+            if augments.get(spec.name).info.get("moves_positions")
+        ]
+        if not moving:
+            return []
+        return [
+            f"preprocess.name={pre} with {', '.join(moving)}: per-position statistics are "
+            "wrong on shifted inputs (values reach hundreds); use preprocess: per_channel"
+        ]
+
     def _warmup_problems(self) -> list[str]:
+        """A warm-up as long as the run is refused, naming both keys and the fix.
+
+        The usual way in is a short run of a shipped recipe (``training.epochs=1`` against the
+        digits recipe's one-epoch warm-up), so the message says what to add. It is not clamped
+        silently: a warm-up that fills the run never reaches ``optimizer.lr``, and shortening
+        it changes the schedule the recipe asked for; the user decides which one to change.
+        """
         problems = []
-        epochs = self.training.epochs
-        if self.training.max_steps is None and self.schedule.warmup_epochs >= epochs:
+        epochs, warmup = self.training.epochs, self.schedule.warmup_epochs
+        if self.training.max_steps is None and warmup >= epochs:
             problems.append(
-                f"schedule.warmup_epochs={self.schedule.warmup_epochs} is not shorter than "
-                f"training.epochs={epochs}"
+                f"schedule.warmup_epochs={warmup:g} is not shorter than training.epochs={epochs}: "
+                f"the warm-up would fill the run; add schedule.warmup_epochs=0 (or a value below "
+                f"{epochs}), or train longer"
             )
-        max_steps = self.training.max_steps
-        if max_steps is not None and self.schedule.warmup_steps >= max_steps:
+        max_steps, steps = self.training.max_steps, self.schedule.warmup_steps
+        if max_steps is not None and steps >= max_steps:
             problems.append(
-                f"schedule.warmup_steps={self.schedule.warmup_steps} is not shorter than "
-                f"training.max_steps={max_steps}"
+                f"schedule.warmup_steps={steps} is not shorter than "
+                f"training.max_steps={max_steps}: the warm-up would fill the run; add "
+                f"schedule.warmup_steps=0 (or a value below {max_steps}), or train longer"
             )
         return problems
 
@@ -631,21 +727,52 @@ def _one_line(err: dict[str, Any]) -> str:
     return f"{path}: {msg} (got {err.get('input')!r})"
 
 
-def validate(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+def validate(raw: dict[str, Any], source: str = "recipe", *, trained: bool = False) -> Recipe:
     """Validate a raw mapping; every problem found is one line of the RecipeError, naming its key.
 
     Checks across sections (``schedule.warmup_epochs`` against ``training.epochs``) run once
     every field is valid: a recipe with both kinds of mistakes shows the field errors first.
     """
     try:
-        return Recipe.model_validate(raw)
+        return Recipe.model_validate(raw, context={"trained": trained})
     except ValidationError as exc:
         raise RecipeError.of(source, _problems(exc.errors())) from None
 
 
-def load_recipe(path: str | Path | None = None, overrides: Overrides | None = None) -> Recipe:
-    """Read a YAML recipe (the shipped default when ``path`` is None), apply overrides, validate."""
-    file = Path(path) if path is not None else DEFAULT_RECIPE
+SHIPPED_RECIPES = DEFAULT_RECIPE.parent  # installed with the package: found from any folder
+
+
+def shipped_recipes() -> list[str]:
+    """The names of the recipes that ship with trainlab (``digits``, ``mnist1d``, ...)."""
+    return sorted(p.stem for p in SHIPPED_RECIPES.glob("*.yaml"))
+
+
+def find_recipe(path: str | Path) -> Path:
+    """The file a recipe argument means: an existing path as given; a bare name (no folder, no
+    ``.yaml``) that is not a file here, the shipped recipe of that name.
+
+    So ``trainlab train mnist1d`` works from any folder, not only from a checkout that has a
+    ``recipes/`` copy. An unknown bare name is refused in one line listing the shipped names;
+    anything that looks like a path (a folder part or a YAML suffix) is read as a path.
+    """
+    file = Path(path)
+    if file.exists() or len(file.parts) != 1 or file.suffix in {".yaml", ".yml"}:
+        return file
+    shipped = SHIPPED_RECIPES / f"{file.name}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise RecipeError(
+        f"{path}: no such recipe file and no shipped recipe of that name; shipped recipes: "
+        f"{', '.join(shipped_recipes())} (or give the path of a YAML file)"
+    )
+
+
+def load_recipe(
+    path: str | Path | None = None, overrides: Overrides | None = None, *, trained: bool = False
+) -> Recipe:
+    """Read a YAML recipe (the shipped default when ``path`` is None, a shipped one by its bare
+    name: see :func:`find_recipe`), apply overrides, validate."""
+    file = find_recipe(path) if path is not None else DEFAULT_RECIPE
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -664,7 +791,7 @@ def load_recipe(path: str | Path | None = None, overrides: Overrides | None = No
             f"{file}: a recipe must be a mapping of sections, got {type(raw).__name__}"
         )
     raw.setdefault("name", file.stem)
-    return validate(apply_overrides(raw, overrides or []), source=str(file))
+    return validate(apply_overrides(raw, overrides or []), source=str(file), trained=trained)
 
 
 def resolve_recipe(recipe: Recipe | str | Path | None, overrides: Overrides | None) -> Recipe:
@@ -675,3 +802,36 @@ def resolve_recipe(recipe: Recipe | str | Path | None, overrides: Overrides | No
             return recipe
         return validate(apply_overrides(recipe.model_dump(mode="json"), overrides))
     return load_recipe(recipe, overrides)
+
+
+# ----------------------------------------------------------------------------------------------
+# comparing recipes (a resumed run must continue the recipe it started with)
+
+HARMLESS_ON_RESUME = frozenset({"training.progress"})
+
+
+def recipe_differences(saved: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """Every dotted key whose value differs between two recipe dumps (``model_dump(mode=
+    "json")``), in the schema's order, less the keys that do not change what a run computes."""
+    found: list[str] = []
+    _differences(saved, given, "", found)
+    return [key for key in found if key not in HARMLESS_ON_RESUME]
+
+
+def _differences(a: Any, b: Any, path: str, found: list[str]) -> None:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for key in [*a, *(k for k in b if k not in a)]:
+            _differences(a.get(key), b.get(key), f"{path}.{key}" if path else str(key), found)
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _differences(x, y, f"{path}[{i}]", found)
+    elif a != b:
+        found.append(path)
+
+
+def recipe_digest(dump: Mapping[str, Any]) -> str:
+    """SHA-256 of a recipe dump, stable across processes (keys sorted, JSON)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()

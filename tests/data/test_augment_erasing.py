@@ -9,6 +9,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from tests.data.augment_util import gen, torch_calls
 from trainlab.data.augment import AUGMENTS, Pipeline
+from trainlab.errors import RecipeError
+from trainlab.recipe import validate
 
 NAMES = ["cutout", "random_erasing"]
 
@@ -178,3 +180,80 @@ def test_runs_on_cuda_with_a_cuda_generator(name):
     out = aug.batch(x, torch.Generator(device="cuda").manual_seed(0))
     assert out.device.type == "cuda" and bool((out == 0).any())
     assert torch.equal(out, aug.batch(x, torch.Generator(device="cuda").manual_seed(0)))
+
+
+# random-value fill (lecture 000: "replace random regions with mean value or random values")
+
+
+def _box_stats(out: torch.Tensor, fill_free: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample of an input that is ``fill_free`` everywhere: the erased mask (any channel
+    changed) and every erased value."""
+    changed = out != fill_free
+    mask = changed.any(1)
+    assert torch.equal(changed, mask[:, None].expand_as(changed))  # every channel of the box
+    return mask, out[changed]
+
+
+def test_random_erasing_random_fill_is_a_box_of_n01_noise_like_v2():
+    h, w, n = 32, 32, 2000
+    aug = AUGMENTS.build("random_erasing", p=1.0, value="random")
+    x = torch.full((n, 3, h, w), 100.0)  # far from any N(0, 1) draw
+    mask, values = _box_stats(aug.batch(x, gen(5)), 100.0)
+    area = mask.sum((1, 2))
+    rows, cols = mask.any(2).sum(1), mask.any(1).sum(1)
+    assert torch.equal(area, rows * cols)  # one box per sample
+    assert float(area.min()) / (h * w) > 0.02 * 0.6 and float(area.max()) / (h * w) < 0.33 * 1.15
+    assert abs(float(values.mean())) < 0.01 and abs(float(values.std()) - 1) < 0.01
+    assert float(values.abs().max()) > 3.5  # Gaussian tails, not a uniform fill
+    assert abs(float((values.abs() < 1).float().mean()) - 0.6827) < 0.01
+    # torchvision's own random fill on the same input: the same area and value distributions
+    t = v2.RandomErasing(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3), value="random")
+    torch.manual_seed(0)
+    ref = torch.stack([t(x[0]) for _ in range(n)])
+    ref_mask, ref_values = _box_stats(ref, 100.0)
+    assert abs(float(area.float().mean() - ref_mask.sum((1, 2)).float().mean())) < 0.02 * h * w
+    assert abs(float(values.std() - ref_values.std())) < 0.02
+    assert abs(float(values.mean() - ref_values.mean())) < 0.02
+
+
+def test_random_erasing_random_fill_draws_each_value_from_the_generator():
+    aug = AUGMENTS.build("random_erasing", p=1.0, value="random")
+    x = torch.full((64, 3, 16, 16), 100.0)
+    out = aug.batch(x, gen(1))
+    assert torch.equal(out, aug.batch(x, gen(1)))
+    assert not torch.equal(out, aug.batch(x, gen(2)))
+    _, values = _box_stats(out, 100.0)
+    assert values.unique().numel() > 0.99 * values.numel()  # a draw per value and channel
+    boxes = aug.sample(x, gen(1))  # the same boxes as the random fill's batch
+    assert torch.equal(out != 100.0, aug.apply(x, *boxes, gen(3)) != 100.0)
+
+
+def test_random_erasing_random_fill_cpu_path_is_v2_for_images_and_noise_for_sequences():
+    aug = AUGMENTS.build("random_erasing", p=1.0, value="random")
+    img = torch.full((3, 16, 16), 100.0)
+    torch.manual_seed(0)
+    out = aug.transform()(img)
+    torch.manual_seed(0)
+    ref = v2.RandomErasing(p=1.0, scale=(0.02, 0.33), ratio=(0.3, 3.3), value="random")(img)
+    assert torch.equal(out, ref) and bool((out != 100.0).any())
+    seq = torch.full((2, 40), 100.0)
+    torch.manual_seed(1)
+    filled = aug.transform()(seq)
+    torch.manual_seed(1)
+    assert torch.equal(filled, aug.batch(seq[None], None)[0])
+    assert bool((filled != 100.0).any()) and float(filled[filled != 100.0].abs().max()) < 10
+
+
+@pytest.mark.parametrize("value, expected", [("random", "random"), (0.5, 0.5), (2, 2.0)])
+def test_random_erasing_value_is_a_number_or_random_in_a_recipe(value, expected):
+    recipe = validate({"augment": [{"name": "random_erasing", "value": value}]})
+    assert recipe.augment[0].value == expected
+
+
+@pytest.mark.parametrize("value", ["rand", True, float("nan")])
+def test_random_erasing_bad_value_names_the_key_and_both_choices(value):
+    with pytest.raises(RecipeError) as err:
+        validate({"augment": [{"name": "random_erasing", "value": value}]})
+    assert str(err.value).count("\n") == 0
+    assert "augment.0.value" in str(err.value)
+    assert "expected a finite number or 'random'" in str(err.value)

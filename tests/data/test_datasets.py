@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainlab.data.datasets import DATASETS, check_features, check_labels, load_splits, read_raw
+from trainlab.data.datasets import (
+    DATASETS,
+    _digits_arrays,
+    _split,
+    check_features,
+    check_labels,
+    load_splits,
+    read_raw,
+)
 from trainlab.errors import DataError
 from trainlab.recipe import DataConfig
 
@@ -39,6 +47,24 @@ def test_validation_is_carved_from_train_never_test():
     train_rows = {r.tobytes() for r in large.x_train.reshape(len(large.x_train), -1)}
     # digits has a few duplicate images; nearly all test rows must be absent from train/val
     assert len(rows & (val_rows | train_rows)) <= 3
+
+
+def test_digits_test_split_is_the_published_one():
+    """Stratifying the validation split must not move a built-in test split: published figures
+    were measured on it (20% of the examples drawn with seed 0, whatever the recipe)."""
+    images, _target = _digits_arrays()
+    _keep, test = _split(len(images), 0.2, 0)
+    splits = load_splits(DataConfig(name="digits", split_seed=7, stratify=True))
+    np.testing.assert_array_equal(splits.x_test, images[test].astype(np.float32)[:, None])
+
+
+@pytest.mark.parametrize("name", ["digits", "spiral"])
+def test_builtin_validation_splits_are_stratified(name: str):
+    splits = load_splits(DataConfig(name=name, val_fraction=0.1))
+    both = np.concatenate([splits.y_train, splits.y_val])
+    for c, n in enumerate(np.bincount(both)):
+        assert abs(np.sum(splits.y_val == c) - 0.1 * n) <= 1, c
+    assert splits.notes == []
 
 
 def test_no_validation_split_when_fraction_is_zero():

@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from trainlab.engine.checkpoint import load_checkpoint, save_checkpoint
-from trainlab.errors import CheckpointError, NonFiniteError, RunFolderError, TrainlabWarning
+from trainlab.errors import (
+    CheckpointError,
+    NonFiniteError,
+    RunFolderError,
+    StorageError,
+    TrainlabWarning,
+)
 
 
 def _weights(value: float) -> dict[str, torch.Tensor]:
@@ -131,3 +137,47 @@ def test_a_checkpoint_crafted_to_run_code_is_refused_and_the_code_does_not_run(t
     with pytest.raises(RunFolderError, match="state.pt: refused"):
         load_checkpoint(tmp_path, "last")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "part, damage, said",
+    [
+        ("manifest.json", "garbage", "manifest.json: damaged (JSONDecodeError)"),
+        ("manifest.json", "delete", "manifest.json: missing"),
+        ("state.pt", "garbage", "state.pt: damaged (checksum mismatch)"),
+        ("model.safetensors", "delete", "model.safetensors: missing"),
+    ],
+)
+def test_every_damaged_part_of_a_checkpoint_is_named_by_file(
+    tmp_path: Path, part: str, damage: str, said: str
+):
+    _save(tmp_path, 10, 1.0)
+    newest = _save(tmp_path, 20, 2.0)
+    target = newest / part
+    if damage == "delete":
+        target.unlink()
+    else:
+        target.write_bytes(b"{not json")
+    with pytest.warns(TrainlabWarning) as caught:
+        _, state = load_checkpoint(tmp_path, "last")
+    assert state["step"] == 10
+    (message,) = [str(w.message) for w in caught]
+    assert message.startswith(f"{newest / part}: ") and said in message
+
+
+def test_a_full_disk_is_named_with_the_free_space_and_leaves_nothing_behind(tmp_path: Path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        _save(disk, 10, 1.0)
+        with pytest.raises(StorageError, match="no space left on device") as caught:
+            save_checkpoint(disk, "last", 20, {"model.w": torch.ones(256, 256)}, {}, keep=2)
+        assert "step 20 not saved, the previous one (last-step-00000010) is intact" in str(
+            caught.value
+        )
+        assert caught.value.exit_code == 1 and "\n" not in str(caught.value)
+        _assert_intact(disk, 10, 1.0)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
+from tests.engine.engine_util import Crash, log_without_timing
 from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.loop import Trainer
@@ -49,28 +50,6 @@ def test_seed_changes_the_trace_and_only_the_seed(tmp_path: Path):
     assert a["test_loss"] != b["test_loss"]
 
 
-class _Crash(Callback):
-    """Simulates a crash right after the checkpoint of a given step or epoch end. A user's
-    callbacks run before the checkpointer, so the crash comes at the next event: the end of
-    the next step (its work is lost), the start of the next epoch."""
-
-    def __init__(self, step: int | None = None, epoch: int | None = None) -> None:
-        self.step, self.epoch = step, epoch
-
-    def on_batch_end(self, trainer: Trainer) -> None:
-        if self.step is not None and trainer.step == self.step + 1:
-            raise KeyboardInterrupt
-
-    def on_epoch_start(self, trainer: Trainer) -> None:
-        if trainer.epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
-def _log_without_timing(run: Path) -> list[dict]:
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k != "samples_per_s"} for r in records]
-
-
 RESUME = [
     *FAST,
     "augment=[{name: random_crop, padding: 1}, mixup, cutmix]",
@@ -102,7 +81,7 @@ def test_resume_after_a_crash_gives_identical_weights_and_log(
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(build(recipe), run, callbacks=[_Crash(**crash)], progress=False).fit()
+        Trainer(build(recipe), run, callbacks=[Crash(**crash)], progress=False).fit()
     assert not (run / "summary.json").exists()
     resumed = trainlab.train(None, out=run, resume=True, progress=False).summary
 
@@ -114,7 +93,7 @@ def test_resume_after_a_crash_gives_identical_weights_and_log(
     full = json.loads((uninterrupted / "summary.json").read_text())
     assert resumed["test_loss"] == full["test_loss"]
     assert resumed["best_epoch"] == full["best_epoch"]
-    assert _log_without_timing(run) == _log_without_timing(uninterrupted)  # no gap, no duplicate
+    assert log_without_timing(run) == log_without_timing(uninterrupted)  # no gap, no duplicate
 
 
 def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
@@ -147,7 +126,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(tmp_path: Path):
 def test_resume_refuses_a_changed_recipe(tmp_path: Path):
     run = tmp_path / "r"
     trainlab.train(None, _mlp_digits("training.epochs=2"), out=run, progress=False)
-    with pytest.raises(trainlab.RunFolderError, match="training.epochs differs"):
+    with pytest.raises(trainlab.RunFolderError, match=r"\(1 differing: training.epochs\)"):
         trainlab.train(None, _mlp_digits("training.epochs=3"), out=run, resume=True)
 
 
@@ -168,7 +147,7 @@ def test_resume_mid_epoch_on_the_dataloader_path_with_workers(tmp_path: Path):
     run.mkdir()
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
-        Trainer(build(recipe), run, callbacks=[_Crash(step=25)], progress=False).fit()
+        Trainer(build(recipe), run, callbacks=[Crash(step=25)], progress=False).fit()
     resumed = trainlab.train(None, out=run, resume=True, progress=False).summary
     assert resumed["test_loss"] == full["test_loss"]
     a, b = (load_file(r / "model.safetensors") for r in (tmp_path / "full", run))

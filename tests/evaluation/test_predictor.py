@@ -39,6 +39,16 @@ def test_predict_on_the_test_split_reproduces_evaluate(digits_run: Path, tmp_pat
     assert metrics["test_loss"] == evaluated["test_loss"]
 
 
+def test_per_class_accuracy_leaves_out_classes_without_examples(digits_run: Path):
+    from trainlab.engine.metrics import per_class_accuracy
+
+    conf = torch.tensor([[3, 1, 0], [0, 0, 0], [1, 0, 4]])
+    # "b" has no examples: absent, not 0.0 (which would read as always wrong)
+    assert per_class_accuracy(conf, ["a", "b", "c"]) == {"a": 0.75, "c": 0.8}
+    evaluated = trainlab.evaluate(digits_run, plot=False)
+    assert len(evaluated["per_class_acc"]) == 10 and evaluated["no_test_examples"] == []
+
+
 def test_probabilities_classes_and_shapes(digits_run: Path):
     predictor = trainlab.load_run(digits_run)
     x = load_splits(predictor.recipe.data).x_test[:17]
@@ -158,3 +168,19 @@ def test_cli_predict_prints_json_and_refuses_bad_input(digits_run: Path, tmp_pat
     assert bad.stderr.strip().splitlines() == [
         f"trainlab: error: {tmp_path / 'nothing.npz'}: no such file or folder"
     ]
+
+
+def test_a_run_trained_before_a_newer_recipe_rule_still_loads(tmp_path: Path):
+    """standardize beside a moving augmentation is refused for new runs (issue 17); a run
+    folder that recorded it (trained before the rule) is still loaded and evaluated."""
+    run = tmp_path / "old"
+    flat = [*QUICK, "model.name=mlp", "augment=[]", "preprocess=standardize"]
+    trainlab.train(None, [*flat, "schedule.warmup_epochs=0"], out=run, progress=False)
+    recipe = run / "recipe.yaml"
+    recipe.write_text(
+        recipe.read_text().replace("augment: []", "augment:\n- name: random_crop\n  padding: 1")
+    )
+    with pytest.raises(trainlab.RecipeError, match="per-position statistics"):
+        trainlab.resolve_recipe(recipe, None)
+    report = trainlab.evaluate(run, plot=False)
+    assert report["test_acc"] > 0.5

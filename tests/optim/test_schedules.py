@@ -144,22 +144,50 @@ def check_onecycle() -> None:
         )
         _assert_matches(mult, ref, total)
 
-    # anneal=linear: the lecture's formula; its boundaries i = 0, pI, I sit at torch's steps
-    # 0, pT - 1 and T - 1 (the convention the cos variant shares with OneCycleLR)
-    total, pct, div, final_div = 100, 0.25, 20.0, 50.0
+    # anneal=linear is the lecture's formula itself, at every step, for whole and fractional pI
+    for total, pct, div, final_div in [(100, 0.3, 25.0, 1e4), (100, 0.25, 20.0, 50.0), *cases]:
+        mult = _build(
+            "onecycle", pct_start=pct, div_factor=div, final_div_factor=final_div, anneal="linear"
+        )
+        lr0, lr_min = LR / div, LR / div / final_div
+        for t in range(total):
+            lecture = _lecture_onecycle(t, total, pct, lr0, LR, lr_min)
+            assert LR * mult(t, total) == pytest.approx(lecture, rel=1e-12), (total, t)
+
+
+def test_onecycle_linear_peaks_at_step_pI_and_ends_one_segment_above_lr_min() -> None:
+    """The slide on a 100-step run (p = 0.3): lr_0 at step 0, lr_max at step 30 (not 29), and
+    the last step 99 at lr_min + (lr_max - lr_min) / 70 (lr_min itself would be step 100)."""
+    total, pct, div, final_div = 100, 0.3, 25.0, 1e4
     mult = _build(
         "onecycle", pct_start=pct, div_factor=div, final_div_factor=final_div, anneal="linear"
     )
     lr0, lr_min = LR / div, LR / div / final_div
-    peak, last = pct * total - 1, total - 1
-    assert LR * mult(0, total) == pytest.approx(lr0)
-    assert LR * mult(round(peak), total) == pytest.approx(LR)
-    assert LR * mult(last, total) == pytest.approx(lr_min)
-    for t in range(total):
-        lecture = _lecture_onecycle(t, last, peak / last, lr0, LR, lr_min)
-        assert LR * mult(t, total) == pytest.approx(lecture), t
-    values = [mult(t, total) for t in range(total)]
-    assert max(values) == pytest.approx(1.0) and min(values) == pytest.approx(lr_min / LR)
+    lrs = [LR * mult(t, total) for t in range(total)]
+    assert lrs[0] == pytest.approx(lr0)
+    assert max(lrs) == lrs[30] == pytest.approx(LR) and lrs.index(max(lrs)) == 30
+    assert lrs[29] == pytest.approx(LR - (LR - lr0) / 30)
+    assert lrs[99] == pytest.approx(lr_min + (LR - lr_min) / 70)
+    # torch's OneCycleLR(anneal_strategy=linear) puts the peak at pT - 1 = 29 and lr_min at
+    # step 99: 3.2% of lr_max below the slide at step 29, one step ahead all the way down
+    ref = _torch_lrs(
+        lambda o: lr_scheduler.OneCycleLR(
+            o,
+            max_lr=LR,
+            total_steps=total,
+            pct_start=pct,
+            anneal_strategy="linear",
+            div_factor=div,
+            final_div_factor=final_div,
+            three_phase=False,
+            cycle_momentum=False,
+        ),
+        total,
+    )
+    assert ref.index(max(ref)) == 29 and ref[99] == pytest.approx(lr_min)
+    assert ref[29] - lrs[29] == pytest.approx((LR - lr0) / 30)  # 0.032 lr_max
+    for t in range(29, total - 1):
+        assert ref[t] == pytest.approx(lrs[t + 1], rel=1e-9)  # the down phase, one step early
 
 
 def check_sgdr() -> None:
@@ -184,6 +212,25 @@ def check_sgdr() -> None:
         assert mult(t0, total) == pytest.approx(1.0)  # the first restart
 
 
+def check_reduce_on_plateau() -> None:
+    """The step multiplier is 1 (the reduction is the callback's scale); the rule that sets the
+    scale matches torch's ReduceLROnPlateau (tests/engine/test_plateau.py: every parameter)."""
+    from trainlab.optim.schedules import Plateau
+
+    mult = _build("reduce_on_plateau")
+    assert all(mult(t, 50) == 1.0 for t in range(51))
+    values = [1.0, 0.8, 0.8, 0.8, 0.79999, 0.7, 0.7, 0.7, 0.7, 0.7]
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=LR)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=1)
+    rule = Plateau(mode="min", factor=0.1, patience=1)
+    for v in values:
+        sched.step(v)
+        rule.update(v, LR)
+        assert LR * rule.scale == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+    assert rule.scale < 0.01
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     "constant": check_constant,
     "step": check_step,
@@ -193,6 +240,7 @@ CHECKS: dict[str, Callable[[], None]] = {
     "inverse_sqrt": check_inverse_sqrt,
     "onecycle": check_onecycle,
     "sgdr": check_sgdr,
+    "reduce_on_plateau": check_reduce_on_plateau,
 }
 
 

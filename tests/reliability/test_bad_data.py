@@ -77,6 +77,8 @@ def _bad_npz(kind: str) -> dict:
         y = y[:-1]
     elif kind == "ndim":
         x = x[:, 0]
+    elif kind == "one_class":
+        y[:] = 0
     return {"x": x, "y": y, "classes": CLASSES}
 
 
@@ -89,6 +91,7 @@ def _bad_npz(kind: str) -> dict:
         ("nan_label", ["row 7", "not an integer"]),
         ("length", ["60 feature rows but 59 labels"]),
         ("ndim", ["shape"]),
+        ("one_class", ["every training label is 0 (one class only)"]),
     ],
 )
 def test_bad_arrays(tmp_path: Path, kind: str, expected: list[str]):
@@ -123,8 +126,13 @@ GOOD_ROWS = [f"{i % 5},{i % 7},{i % 3}" for i in range(60)]
         (GOOD_ROWS[:10] + ["1,,2"] + GOOD_ROWS[11:], ["line 12"]),
         (GOOD_ROWS[:10] + ["1,x,2"] + GOOD_ROWS[11:], ["line 12"]),
         ([], ["no data rows"]),
+        (
+            [f"{i % 5},{i % 7},{i % 3 + 1}" for i in range(60)],
+            ["class 0 has no training examples (labels are 1..3)"],
+        ),
+        (GOOD_ROWS[:10] + ["1,2,9"] + GOOD_ROWS[11:], ["label 9 (line 12)", "1 of 60 rows"]),
     ],
-    ids=["ragged", "missing-cell", "non-numeric", "no-rows"],
+    ids=["ragged", "missing-cell", "non-numeric", "no-rows", "labels-from-1", "stray-label"],
 )
 def test_bad_csv(tmp_path: Path, rows: list[str], expected: list[str]):
     data = tmp_path / "t.csv"

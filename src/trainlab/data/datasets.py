@@ -1,9 +1,18 @@
 """Datasets by name, each with a fixed test split and a validation split carved from train.
 
 A dataset factory returns :class:`RawData` (numpy arrays, with a test split when the source has
-one). :func:`load_splits` then checks the labels, carves the test split when the source has none
-(``data.test_fraction``) and the validation split from train (``data.val_fraction``), both with
-``data.split_seed`` so the recipe's ``seed`` never changes which examples are tested.
+one, and the class names when the source has them). :func:`load_splits` then checks the labels,
+settles the classes (:func:`check_classes`: every class has training examples, every test label
+is a class training has seen), carves the test split when the source has none
+(``data.test_fraction``) and the validation split from train (``data.val_fraction``), both
+stratified by class (``data.stratify``) and drawn with ``data.split_seed``, so the recipe's
+``seed`` never changes which examples are tested.
+
+The number of classes C is what the recipe declares (``data.num_classes``, or the count of
+``data.classes``), else what the source names (an .npz's ``classes``, a CSV's label names, class
+folders), else one more than the largest training label; then a class without training examples
+is an error, since the model would get an output it can never learn (labels 1..K, or one stray
+label far above the rest). Declared classes may be empty: that is reported in ``Splits.notes``.
 
 Built-in datasets:
 - ``digits``: scikit-learn's 1,797 8x8 digits as (1, 8, 8) images in [0, 16]; test = a fixed
@@ -38,6 +47,7 @@ __all__ = [
     "load_splits",
     "read_raw",
     "check_labels",
+    "check_classes",
     "check_features",
     "features_as_float",
 ]
@@ -47,15 +57,24 @@ DATASETS = Registry("dataset", "data sources (data.name)")
 
 @dataclass
 class RawData:
-    """Arrays as read from the source: x (N, ...) float or uint8, y (N,) integer labels."""
+    """Arrays as read from the source: x (N, ...) float or uint8, y (N,) integer labels.
+
+    ``classes`` is None when the source names no classes (bare labels): load_splits then takes
+    C from the recipe or the labels. ``test_source`` names a test split kept in another file,
+    and ``train_lines``/``test_lines`` give each row's line in a text file, so that label errors
+    point where an editor would.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray | None
     y_test: np.ndarray | None
-    classes: list[str]
+    classes: list[str] | None
     source: str
     notes: list[str] = field(default_factory=list)
+    test_source: str | None = None
+    train_lines: list[int] | None = None
+    test_lines: list[int] | None = None
 
 
 @dataclass
@@ -70,7 +89,7 @@ class Splits:
     y_test: np.ndarray
     classes: list[str]
     source: str
-    notes: list[str] = field(default_factory=list)  # what the reader did (skipped, converted)
+    notes: list[str] = field(default_factory=list)  # what the reader and the splits did
 
     @property
     def num_classes(self) -> int:
@@ -81,8 +100,18 @@ class Splits:
         return tuple(self.x_train.shape[1:])
 
 
-def check_labels(y: np.ndarray, source: str, num_classes: int | None = None) -> np.ndarray:
-    """Labels must be integers in [0, C); the first bad row is named in the error."""
+def _where(rows: np.ndarray, lines: list[int] | None = None, limit: int = 3) -> str:
+    """'row 7', 'rows 12, 40' or 'lines 14, 42, 50, ...': the first rows, as a file shows them."""
+    word = "row" if lines is None else "line"
+    shown = [str(i if lines is None else lines[i]) for i in rows[:limit].tolist()]
+    more = ", ..." if len(rows) > limit else ""
+    return f"{word}{'s' if len(rows) > 1 else ''} {', '.join(shown)}{more}"
+
+
+def check_labels(
+    y: np.ndarray, source: str, num_classes: int | None = None, lines: list[int] | None = None
+) -> np.ndarray:
+    """Labels must be integers in [0, C); the first bad row (or CSV line) is named."""
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"{source}: labels must be one-dimensional, got shape {y.shape}")
@@ -91,18 +120,252 @@ def check_labels(y: np.ndarray, source: str, num_classes: int | None = None) -> 
     if y.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
         if bad.size:
-            raise DataError(f"{source}: row {bad[0]}: label {y[bad[0]]} is not an integer")
+            raise DataError(
+                f"{source}: {_where(bad[:1], lines)}: label {y[bad[0]]} is not an integer"
+            )
     y = y.astype(np.int64)
     negative = np.flatnonzero(y < 0)
     if negative.size:
-        raise DataError(f"{source}: row {negative[0]}: label {y[negative[0]]} is negative")
+        raise DataError(
+            f"{source}: {_where(negative[:1], lines)}: label {y[negative[0]]} is negative"
+        )
     if num_classes is not None:
         over = np.flatnonzero(y >= num_classes)
         if over.size:
             raise DataError(
-                f"{source}: row {over[0]}: label {y[over[0]]} is out of range [0, {num_classes})"
+                f"{source}: {_where(over[:1], lines)}: label {y[over[0]]} is out of range "
+                f"[0, {num_classes})"
             )
     return y
+
+
+# ----------------------------------------------------------------------------- the classes
+
+
+def _runs(values: list[int]) -> list[tuple[int, int]]:
+    """Sorted integers as (first, last) runs: [0, 1, 2, 7] -> [(0, 2), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], v)
+        else:
+            runs.append((v, v))
+    return runs
+
+
+def _runs_text(runs: list[tuple[int, int]], limit: int = 4) -> str:
+    """'0..2, 7, 9..10' (the first ``limit`` runs, then '...')."""
+    text = [f"{a}" if a == b else f"{a}..{b}" for a, b in runs[:limit]]
+    return ", ".join(text) + (", ..." if len(runs) > limit else "")
+
+
+def _spans(values: list[int]) -> str:
+    """Sorted integers as runs: [0, 1, 2, 7, 9, 10] -> '0..2, 7, 9..10'."""
+    return _runs_text(_runs(values))
+
+
+def _gaps(present: np.ndarray, num_classes: int) -> list[tuple[int, int]]:
+    """The runs of classes in [0, C) that ``present`` (sorted, unique labels) lacks.
+
+    Computed from the labels, never by listing [0, C): a stray label of 65535000 costs one run,
+    not 65 million numbers.
+    """
+    gaps: list[tuple[int, int]] = []
+    previous = -1
+    for value in [*present.tolist(), num_classes]:
+        if value > previous + 1:
+            gaps.append((previous + 1, value - 1))
+        previous = value
+    return gaps
+
+
+def _classes_phrase(missing: list[tuple[int, int]], count: int) -> str:
+    """'class 0 has' or 'classes 3..6 have' (``count`` classes in all)."""
+    return f"class {missing[0][0]} has" if count == 1 else f"classes {_runs_text(missing)} have"
+
+
+def _out_of_range(
+    y: np.ndarray, num_classes: int, source: str, declared_by: str, lines: list[int] | None
+) -> None:
+    """Labels at or above a declared C: the first such label, its first rows and its count."""
+    over = np.flatnonzero(y >= num_classes)
+    if not over.size:
+        return
+    label = int(y[over[0]])
+    rows = np.flatnonzero(y == label)
+    raise DataError(
+        f"{source}: label {label} ({_where(rows, lines)}; {len(rows)} of {len(y)} rows) is out "
+        f"of range [0, {num_classes}): {declared_by}"
+    )
+
+
+def _empty_class_error(
+    y: np.ndarray, present: np.ndarray, counts: np.ndarray, source: str, lines: list[int] | None
+) -> DataError:
+    """Why inferred classes are empty, in the words of the likely cause.
+
+    Labels that start above 0 ("labels are 1..3") suggest relabelling; a few rows whose labels
+    sit above a gap (a stray 7 among 0..2) are named with their rows, since fixing those rows
+    is the likely cure; other gaps are listed as they are.
+    """
+    top = int(present[-1]) + 1
+    missing = _gaps(present, top)
+    count = top - len(present)
+    first_gap = missing[0][0]
+    above = present > first_gap
+    stray_rows = int(counts[above].sum())
+    labels = f"labels are {_spans(present.tolist())}"
+    if first_gap == 0 and count == int(present[0]):
+        return DataError(
+            f"{source}: {_classes_phrase(missing, count)} no training examples ({labels}); "
+            "declare data.num_classes or relabel from 0"
+        )
+    few = stray_rows * 10 < len(y) or (count > len(present) and stray_rows * 2 < len(y))
+    if few:  # a few rows far above the rest: a typo or a sentinel such as 65535
+        stray = present[above].tolist()
+        named = [f"{v} ({_where(np.flatnonzero(y == v), lines)})" for v in stray[:3]]
+        more = ", ..." if len(stray) > 3 else ""
+        verb = "appears" if len(stray) == 1 else "appear"
+        declare = f": {top} to train {top} classes" if top <= 10 * len(present) else ""
+        return DataError(
+            f"{source}: label{'s' if len(stray) > 1 else ''} {', '.join(named)}{more} {verb} in "
+            f"{stray_rows} of {len(y)} rows, so {_classes_phrase(missing, count)} no training "
+            f"examples; fix those rows, or declare data.num_classes{declare}"
+        )
+    return DataError(
+        f"{source}: {_classes_phrase(missing, count)} no training examples ({labels}); "
+        "declare data.num_classes or relabel without gaps"
+    )
+
+
+def check_classes(
+    y_train: np.ndarray,
+    y_test: np.ndarray | None = None,
+    num_classes: int | None = None,
+    *,
+    source: str = "labels",
+    test_source: str | None = None,
+    declared_by: str = "",
+    lines: list[int] | None = None,
+    test_lines: list[int] | None = None,
+) -> tuple[int, list[str]]:
+    """The one check of what the labels say about the classes: (C, notes).
+
+    ``num_classes`` is C when the recipe or the source declares it (``declared_by`` says who);
+    labels outside [0, C) are then errors, and a class without training examples is a note (the
+    model still has C outputs). Without it, C is the largest training label + 1 and every class
+    must have training examples, as scikit-learn's classifiers and PyTorch's cross-entropy
+    assume: labels 1..K or one stray label would otherwise add outputs that are never trained.
+    Fewer than two trained classes, or a test label that training has never seen (unless
+    declared), is refused: the test figures would be meaningless.
+    """
+    test_source = test_source or f"{source} (test)"
+    if len(y_train) == 0:
+        raise DataError(f"{source}: no training examples")
+    if num_classes is not None:
+        _out_of_range(y_train, num_classes, source, declared_by, lines)
+    present, counts = np.unique(y_train, return_counts=True)
+    if len(present) < 2:
+        raise DataError(
+            f"{source}: every training label is {int(present[0])} (one class only); "
+            "a classifier needs examples of at least 2 classes"
+        )
+    notes: list[str] = []
+    top = num_classes if num_classes is not None else int(present[-1]) + 1
+    if top > len(present):
+        if num_classes is None:
+            raise _empty_class_error(y_train, present, counts, source, lines)
+        missing = _gaps(present, top)
+        notes.append(
+            f"{_classes_phrase(missing, top - len(present))} no training examples "
+            f"({declared_by}; the model has {top} outputs)"
+        )
+    if y_test is not None:
+        if num_classes is not None:
+            _out_of_range(y_test, num_classes, test_source, declared_by, test_lines)
+        unseen = np.setdiff1d(np.unique(y_test), present)
+        if unseen.size and num_classes is None:
+            label = int(unseen[0])
+            rows = np.flatnonzero(y_test == label)
+            raise DataError(
+                f"{test_source}: label {label} ({_where(rows, test_lines)}) never occurs in "
+                f"training (training labels: {_spans(present.tolist())}); fix the test labels, "
+                "or declare data.num_classes"
+            )
+        if unseen.size:
+            one = unseen.size == 1
+            notes.append(
+                f"test label{'' if one else 's'} {_spans(unseen.tolist())} "
+                f"{'has' if one else 'have'} no training examples ({declared_by}): the model "
+                f"never saw {'it' if one else 'them'}"
+            )
+    return top, notes
+
+
+def _named(index: int, classes: list[str]) -> str:
+    """'class 3', or "class 3 ('fox')" when the class has a name other than its number."""
+    name = classes[index]
+    return f"class {index}" if name == str(index) else f"class {index} ({name!r})"
+
+
+def _declared(cfg: DataConfig, raw: RawData) -> tuple[list[str] | None, np.ndarray | None, str]:
+    """(class names or None, label remap or None, who declared them) from recipe and source.
+
+    The recipe wins: ``data.classes`` gives the names (a source that names its classes is
+    mapped onto them by name, so the order of the recipe's list is the label order);
+    ``data.num_classes`` alone must match what the source names. None: C comes from the labels.
+    """
+    wanted = list(cfg.classes) if cfg.classes is not None else None
+    count = len(wanted) if wanted is not None else cfg.num_classes
+    key = "data.classes" if wanted is not None else "data.num_classes"
+    if raw.classes is None:
+        if count is None:
+            return None, None, ""
+        names = wanted if wanted is not None else [str(i) for i in range(count)]
+        return names, None, f"{key} declares {count} classes"
+    if wanted is None:
+        if count is not None and count != len(raw.classes):
+            raise DataError(
+                f"{raw.source}: data.num_classes is {count} but the data names "
+                f"{len(raw.classes)} classes ({', '.join(raw.classes[:10])}); "
+                f"list all {count} in data.classes"
+            )
+        return list(raw.classes), None, f"the data names {len(raw.classes)} classes"
+    index = {name: i for i, name in enumerate(wanted)}
+    unknown = [name for name in raw.classes if name not in index]
+    if unknown:
+        raise DataError(
+            f"{raw.source}: class {unknown[0]!r} of the data is not in data.classes "
+            f"({', '.join(wanted[:10])})"
+        )
+    remap = np.array([index[name] for name in raw.classes], dtype=np.int64)
+    return wanted, remap, f"{key} declares {count} classes"
+
+
+def _settle_classes(
+    cfg: DataConfig, raw: RawData, y_train: np.ndarray, y_test: np.ndarray | None
+) -> tuple[list[str], np.ndarray, np.ndarray | None, list[str]]:
+    """Class names, train and test labels in their final numbering, and notes on the classes."""
+    test_source = raw.test_source or f"{raw.source} (test)"
+    names, remap, declared_by = _declared(cfg, raw)
+    if remap is not None:  # labels index the source's names: check them there, then map
+        by_source = f"the data names {len(remap)} classes"
+        _out_of_range(y_train, len(remap), raw.source, by_source, raw.train_lines)
+        y_train = remap[y_train]
+        if y_test is not None:
+            _out_of_range(y_test, len(remap), test_source, by_source, raw.test_lines)
+            y_test = remap[y_test]
+    count, notes = check_classes(
+        y_train,
+        y_test,
+        None if names is None else len(names),
+        source=raw.source,
+        test_source=test_source,
+        declared_by=declared_by,
+        lines=raw.train_lines,
+        test_lines=raw.test_lines,
+    )
+    return names or [str(i) for i in range(count)], y_train, y_test, notes
 
 
 def check_features(x: np.ndarray, y: np.ndarray, source: str) -> np.ndarray:
@@ -131,11 +394,74 @@ def features_as_float(x: np.ndarray, source: str) -> np.ndarray:
     return out
 
 
+# ----------------------------------------------------------------------------- the splits
+
+
 def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed (seeded) permutation cut into (kept, held-out) index arrays."""
+    """A fixed (seeded) permutation cut into (kept, held-out) index arrays.
+
+    The built-in datasets' published test splits are cut this way: it must never change.
+    """
     order = np.random.default_rng(seed).permutation(n)
     held = int(round(n * fraction))
     return np.sort(order[held:]), np.sort(order[:held])
+
+
+def _held_per_class(counts: np.ndarray, fraction: float, total: int) -> np.ndarray:
+    """How many examples of each class to hold out: its share rounded down or up (largest
+    remainders first, so the total is ``total``), never its last example (kept for training)."""
+    quota = counts * fraction
+    held = np.minimum(np.floor(quota).astype(np.int64), counts - 1)
+    spare = min(total, int((counts - 1).sum())) - int(held.sum())
+    if spare > 0:
+        room = (held < counts - 1) & (held < np.ceil(quota))
+        order = np.argsort(-(quota - np.floor(quota)), kind="stable")
+        held[order[room[order]][:spare]] += 1
+    return held
+
+
+def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held-out) indices with each class's share held out within one example.
+
+    scikit-learn's ``train_test_split(stratify=y)`` keeps the class proportions the same way;
+    here a class's last example always stays in the kept part, so a rare class is never lost to
+    training. Which examples of a class are held out follows one seeded permutation of all rows.
+    """
+    n = len(y)
+    order = np.random.default_rng(seed).permutation(n)
+    _present, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    held = _held_per_class(counts, fraction, int(round(n * fraction)))
+    cls = inverse[order]
+    by_class = np.argsort(cls, kind="stable")  # positions in `order`, grouped by class
+    starts = np.cumsum(counts) - counts
+    rank = np.empty(n, dtype=np.int64)  # each position's rank among its class in `order`
+    rank[by_class] = np.arange(n) - starts[cls[by_class]]
+    out = rank < held[cls]
+    return np.sort(order[~out]), np.sort(order[out])
+
+
+def _cut(y: np.ndarray, fraction: float, seed: int, stratify: bool) -> tuple[np.ndarray, ...]:
+    """(kept, held-out) indices: stratified by class, or (data.stratify: false) a plain cut."""
+    if stratify and len(y):
+        return _stratified_split(y, fraction, seed)
+    return _split(len(y), fraction, seed)
+
+
+def _split_notes(
+    before: np.ndarray, held: np.ndarray, kept: np.ndarray, what: str, classes: list[str]
+) -> list[str]:
+    """Classes the split left without held-out (or, unstratified, training) examples."""
+    notes = []
+    had, got, left = (np.bincount(a, minlength=len(classes)) for a in (before, held, kept))
+    for c in np.flatnonzero((had > 0) & (got == 0)).tolist():
+        n = int(had[c])
+        notes.append(
+            f"{_named(c, classes)} has {n} example{'s' if n > 1 else ''}: "
+            f"none left for the {what} split"
+        )
+    for c in np.flatnonzero((had > 0) & (left == 0)).tolist():
+        notes.append(f"{_named(c, classes)}: every example went to the {what} split")
+    return notes
 
 
 def read_raw(cfg: DataConfig) -> RawData:
@@ -149,13 +475,19 @@ def read_raw(cfg: DataConfig) -> RawData:
 
 
 def load_splits(cfg: DataConfig) -> Splits:
-    """Read the recipe's dataset, validate it and cut train / val / test."""
+    """Read the recipe's dataset, validate it, settle its classes and cut train / val / test."""
     raw = read_raw(cfg)
-    classes = raw.classes
-    y_train = check_labels(raw.y_train, raw.source, len(classes))
+    test_source = raw.test_source or f"{raw.source} (test)"
+    y_train = check_labels(raw.y_train, raw.source, lines=raw.train_lines)
     x_train = check_features(raw.x_train, y_train, raw.source)
-    if raw.x_test is None:
-        keep, test = _split(len(x_train), cfg.test_fraction, cfg.split_seed)
+    y_test = None
+    if raw.y_test is not None:
+        y_test = check_labels(raw.y_test, test_source, lines=raw.test_lines)
+    classes, y_train, y_test, notes = _settle_classes(cfg, raw, y_train, y_test)
+    notes = [*raw.notes, *notes]
+    if raw.x_test is None or y_test is None:
+        keep, test = _cut(y_train, cfg.test_fraction, cfg.split_seed, cfg.stratify)
+        notes += _split_notes(y_train, y_train[test], y_train[keep], "test", classes)
         x_train, y_train, x_test, y_test = (
             x_train[keep],
             y_train[keep],
@@ -163,16 +495,23 @@ def load_splits(cfg: DataConfig) -> Splits:
             y_train[test],
         )
     else:
-        y_test = check_labels(raw.y_test, raw.source + " (test)", len(classes))
-        x_test = check_features(raw.x_test, y_test, raw.source + " (test)")
+        x_test = check_features(raw.x_test, y_test, test_source)
         if x_test.shape[1:] != x_train.shape[1:]:
             raise DataError(
                 f"{raw.source}: test examples have shape {x_test.shape[1:]}, "
                 f"train examples {x_train.shape[1:]}"
             )
-    keep, val = _split(len(x_train), cfg.val_fraction, cfg.split_seed + 1)
+        untested = np.setdiff1d(np.unique(y_train), y_test)
+        if untested.size:
+            notes.append(
+                f"{'class' if untested.size == 1 else 'classes'} {_spans(untested.tolist())} "
+                "of training have no test examples (no per-class test figures)"
+            )
+    keep, val = _cut(y_train, cfg.val_fraction, cfg.split_seed + 1, cfg.stratify)
     if len(keep) == 0:
         raise DataError(f"{raw.source}: no training examples left after the validation split")
+    if cfg.val_fraction > 0:
+        notes += _split_notes(y_train, y_train[val], y_train[keep], "validation", classes)
     return Splits(
         x_train[keep],
         y_train[keep],
@@ -182,7 +521,7 @@ def load_splits(cfg: DataConfig) -> Splits:
         y_test,
         classes,
         raw.source,
-        list(raw.notes),
+        notes,
     )
 
 

@@ -111,19 +111,24 @@ def _labels(y: np.ndarray, classes: list[str], source: str) -> np.ndarray:
 
 
 def _npz(path: Path, classes: list[str]) -> Inputs:
-    from trainlab.data.formats.arrays import _load_npz_arrays
+    from trainlab.data.formats.arrays import _load_npz_arrays, _spelling
 
     arrays = _load_npz_arrays(path)
-    for x_key, y_key in (("x", "y"), ("x_test", "y_test")):
-        if x_key in arrays:
-            y = arrays.get(y_key)
+    for x_key, y_key in (("x", "y"), ("x_test", "y_test")):  # also X, X_test (scikit-learn)
+        x_name = _spelling(arrays, x_key, path)
+        if x_name is not None:
+            y_name = _spelling(arrays, y_key, path)
+            y = arrays[y_name] if y_name is not None else None
             labels = None if y is None else _labels(np.asarray(y), classes, str(path))
-            return Inputs(arrays[x_key], labels, _rows(arrays[x_key], path), str(path))
+            return Inputs(arrays[x_name], labels, _rows(arrays[x_name], path), str(path))
     if len(arrays) == 1:
         x = next(iter(arrays.values()))
         return Inputs(x, None, _rows(x, path), str(path))
     found = ", ".join(sorted(arrays)) or "none"
-    raise DataError(f"{path}: expected key 'x' (and 'y'), or 'x_test'; found keys: {found}")
+    raise DataError(
+        f"{path}: expected key 'x' (and 'y'), or 'x_test' (X, X_test as scikit-learn spells "
+        f"them); found keys: {found}"
+    )
 
 
 def _npy(path: Path) -> Inputs:

@@ -26,14 +26,14 @@ from torch import nn
 from trainlab.data.augment import Pipeline
 from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader
-from trainlab.data.preprocess import Preprocessor, create_preprocessor
+from trainlab.data.preprocess import Preprocessor, create_preprocessor, resolve_preprocess_name
 from trainlab.engine.seeding import rng_state, run_state
 from trainlab.errors import RecipeError, TrainlabWarning
 from trainlab.nn.init import INITS
 from trainlab.nn.losses import LOSSES
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import OPTIMIZERS, create_optimizer, scaled_lr
-from trainlab.optim.schedules import create_schedule
+from trainlab.optim.schedules import ScaledLR, create_schedule
 from trainlab.recipe import Recipe
 
 __all__ = [
@@ -42,6 +42,8 @@ __all__ = [
     "build_device",
     "build_splits",
     "build_preprocess",
+    "resolve_preprocess",
+    "warn_dropout_with_batch_norm",
     "build_model",
     "build_losses",
     "build_loader",
@@ -107,8 +109,10 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
     with run_state(recipe.seed, tcfg.deterministic):
         device = build_device(recipe)
         splits = build_splits(recipe)
+        recipe = resolve_preprocess(recipe, splits.in_shape)
         preprocess, raw_sample = build_preprocess(recipe, splits, device)
         net = build_model(recipe, splits, preprocess, raw_sample, device, module=model)
+        warn_dropout_with_batch_norm(net)
         loss_fn, eval_loss_fn = build_losses(recipe)
         info = OPTIMIZERS.get(recipe.optimizer.name).info["optim"]
         loader = build_loader(recipe, splits, preprocess, raw_sample, device, info.needs_closure)
@@ -178,22 +182,59 @@ def autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:
 
 
 def build_splits(recipe: Recipe) -> Splits:
-    """The recipe's train/validation/test splits; changes the reader made to the data are
-    warned about (skipped or converted files), never silent."""
+    """The recipe's train/validation/test splits; what the reader and the splits did to the
+    data (skipped or converted files, empty declared classes, a class left without validation
+    or test examples) is warned about, never silent."""
     splits = load_splits(recipe.data)
     for note in splits.notes:
-        if note.startswith(("skipped", "converted")):
+        if not note.startswith("decoded"):  # where the image cache is: not a change to the data
             warnings.warn(f"{splits.source}: {note}", TrainlabWarning, stacklevel=3)
     return splits
+
+
+def resolve_preprocess(recipe: Recipe, in_shape: tuple[int, ...]) -> Recipe:
+    """``recipe`` with ``preprocess.name: auto`` replaced by the concrete choice for examples
+    of shape ``in_shape`` (per_channel with spatial dims, standardize for feature vectors), so
+    the run folder's recipe.yaml states what ran and re-runs it on any data alike."""
+    name = resolve_preprocess_name(recipe.preprocess.name, tuple(in_shape))
+    if name == recipe.preprocess.name:
+        return recipe
+    return recipe.model_copy(
+        update={"preprocess": recipe.preprocess.model_copy(update={"name": name})}
+    )
 
 
 def build_preprocess(
     recipe: Recipe, splits: Splits, device: torch.device
 ) -> tuple[Preprocessor, torch.Tensor]:
     """Preprocessing fitted on the training split only (and the raw inputs it was fitted on)."""
-    pre = create_preprocessor(recipe.preprocess.name, recipe.preprocess.eps)
+    cfg = recipe.preprocess
+    pre = create_preprocessor(cfg.name, cfg.eps, tuple(splits.in_shape))
     raw_sample = fit_sample(splits.x_train, recipe.seed)
     return pre.fit(raw_sample).to(device), raw_sample
+
+
+def warn_dropout_with_batch_norm(model: nn.Module) -> None:
+    """One TrainlabWarning when the built model has both dropout (p > 0) and batch norm:
+    lecture 001, "usually does not work well when combined with batch-norm". Dropout changes
+    a unit's variance between training and evaluation, and a batch norm layer after it keeps
+    the training variance in its running statistics (Li et al. 2019, the variance shift).
+    Checked on the modules, so a user's own class is covered too."""
+    modules = list(model.modules())
+    dropout = next(
+        (m for m in modules if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0), None
+    )
+    norm = next((m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm)), None)
+    if dropout is None or norm is None:
+        return
+    warnings.warn(
+        f"the model combines dropout ({type(dropout).__name__}, p={dropout.p}) with batch norm "
+        f"({type(norm).__name__}): the variance shift between training and evaluation usually "
+        "costs accuracy (lecture 001); keep one of them (model.dropout: 0, or a model.norm "
+        "other than batch), or put dropout only after the last batch norm layer",
+        TrainlabWarning,
+        stacklevel=3,
+    )
 
 
 def num_outputs(loss_name: str, num_classes: int) -> int:
@@ -219,10 +260,38 @@ def build_model(
     device: torch.device,
     module: nn.Module | None = None,
 ) -> nn.Module:
-    """The recipe's model (or ``module``), regularised and initialised, on ``device``."""
+    """The recipe's model (or ``module``), regularised and initialised, on ``device``.
+
+    A user's class (``package.module:Class``) or a torchvision model whose constructor raises
+    is the user's mistake (a bad ``model.kwargs``, a bug in their ``__init__``), so it becomes
+    one line naming the class and the exception instead of a traceback through trainlab. Only
+    an exception raised inside that construction (``trainlab.nn.models``' ``_user_class`` and
+    ``_torchvision``) is turned; any other still shows its traceback, as a bug of ours.
+    """
     sample = init_sample(recipe, preprocess, raw_sample, device)
     outputs = num_outputs(recipe.loss.name, splits.num_classes)
-    return create_model(recipe.model, splits.in_shape, outputs, sample, module=module).to(device)
+    try:
+        model = create_model(recipe.model, splits.in_shape, outputs, sample, module=module)
+    except RecipeError:
+        raise
+    except Exception as exc:
+        tb, constructing = exc.__traceback__, False
+        while tb is not None and not constructing:
+            frame = tb.tb_frame
+            constructing = frame.f_code.co_name in {"_user_class", "_torchvision"} and (
+                frame.f_globals.get("__name__") == "trainlab.nn.models"
+            )
+            tb = tb.tb_next
+        if not constructing:
+            raise
+        cfg = recipe.model
+        what = " ".join(str(exc).split())[:300] or "(no message)"
+        given = f" (model.kwargs: {cfg.kwargs})" if cfg.kwargs else ""
+        raise RecipeError(
+            f"model.name={cfg.name!r}: constructing the model raised {type(exc).__name__}: "
+            f"{what}{given}"
+        ) from None
+    return model.to(device)
 
 
 def build_losses(recipe: Recipe) -> tuple[LossFn, LossFn]:
@@ -278,8 +347,10 @@ def build_optimizer(
 
 def build_schedule(
     recipe: Recipe, base_lr: float, steps_per_epoch: int, total_steps: int
-) -> Callable[[int], float]:
-    """``lr(step)``: the absolute learning rate of each step, warm-up included."""
+) -> ScaledLR:
+    """``lr(step)``: the absolute learning rate of each step, warm-up included; a
+    :class:`ScaledLR` so that ``reduce_on_plateau``'s callback can lower it (scale 1 otherwise,
+    which leaves every other schedule's lr bit for bit as ``base_lr * mult``)."""
     scfg = recipe.schedule
     warmup = scfg.warmup_steps or round(scfg.warmup_epochs * steps_per_epoch)
     if warmup >= total_steps:
@@ -288,7 +359,7 @@ def build_schedule(
             f"{total_steps} training steps"
         )
     mult = create_schedule(scfg.name, scfg.params(), base_lr, steps_per_epoch, warmup, total_steps)
-    return lambda step: base_lr * mult(step)
+    return ScaledLR(base_lr, mult)
 
 
 def build_topk(recipe: Recipe, num_classes: int) -> int | None:

@@ -29,11 +29,19 @@ from trainlab.errors import (
     RunFolderError,
     TrainlabWarning,
 )
-from trainlab.files import atomic_path, atomic_write, fsync_dir
+from trainlab.files import (
+    TEMP_MARK,
+    atomic_path,
+    atomic_write,
+    fsync_dir,
+    is_disk_full,
+    storage_error,
+)
 
 __all__ = [
     "save_checkpoint",
     "load_checkpoint",
+    "has_checkpoint",
     "save_weights",
     "load_weights",
     "run_weights",
@@ -105,13 +113,42 @@ def _check_finite(weights: dict[str, torch.Tensor], step: int) -> None:
             )
 
 
+class _Recording:
+    """A file wrapper that keeps the OSError of a failed write: torch.save reports one only as
+    ``[enforce fail at inline_container.cc] unexpected pos``, which hides a full disk."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save_state(path: Path, state: dict) -> None:
+    """``torch.save`` to ``path``, fsynced; a failed write raises the OS's own error."""
+    with open(path, "wb") as f:
+        recording = _Recording(f)
+        try:
+            torch.save(state, recording)
+        except RuntimeError:
+            if recording.error is not None:
+                raise recording.error from None
+            raise
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _write_folder(folder: Path, step: int, weights: dict, state: dict) -> None:
     """Weights, state and a manifest of their SHA-256, each fsynced, into ``folder``."""
     save_weights(folder / "model.safetensors", weights)
-    with open(folder / "state.pt", "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
+    _save_state(folder / "state.pt", state)
     files = {name: _sha256(folder / name) for name in ("model.safetensors", "state.pt")}
     manifest = json.dumps({"step": step, "files": files}, indent=1).encode()
     atomic_write(folder / MANIFEST, manifest)
@@ -135,7 +172,7 @@ def save_checkpoint(
     """
     _check_finite(weights, step)
     final = root / f"{pointer}-step-{step:08d}"
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    tmp = root / f".{final.name}{TEMP_MARK}{os.getpid()}"
     try:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -150,6 +187,9 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         previous = root / pointer
         kept = previous.read_text().strip() if previous.is_file() else "none"
+        if is_disk_full(exc):
+            kept = f"; checkpoint at step {step} not saved, the previous one ({kept}) is intact"
+            raise storage_error(exc, final, kept=kept) from None
         raise CheckpointError(
             f"{root}: checkpoint at step {step} not saved ({type(exc).__name__}: "
             f"{' '.join(str(exc).split())}); the previous one ({kept}) is intact"
@@ -167,13 +207,16 @@ def _folders(root: Path, pointer: str) -> list[Path]:
 
 def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Verify a folder against its manifest, then load it without running any code."""
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-        for name, digest in manifest["files"].items():
-            if _sha256(folder / name) != digest:
-                raise CheckpointError(f"{folder / name}: damaged (checksum mismatch)")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{folder}: incomplete checkpoint ({type(exc).__name__})") from None
+    for name, digest in _manifest(folder).items():
+        part = folder / name
+        try:
+            actual = _sha256(part)
+        except FileNotFoundError:
+            raise CheckpointError(f"{part}: missing (incomplete checkpoint)") from None
+        except OSError as exc:
+            raise CheckpointError(f"{part}: unreadable ({type(exc).__name__})") from None
+        if actual != digest:
+            raise CheckpointError(f"{part}: damaged (checksum mismatch)")
     weights = load_weights(folder / "model.safetensors")
     try:
         state = torch.load(folder / "state.pt", map_location="cpu", weights_only=True)
@@ -182,6 +225,30 @@ def _read_folder(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
             f"{folder / 'state.pt'}: refused ({' '.join(str(exc).split())[:200]})"
         ) from None
     return weights, state
+
+
+def _manifest(folder: Path) -> dict[str, str]:
+    """The manifest's ``{file: sha256}``; a missing or damaged manifest names itself."""
+    path = folder / MANIFEST
+    try:
+        files = json.loads(path.read_text())["files"]
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+        ):
+            raise TypeError("files is not a mapping of names to digests")
+        if "/" in "".join(files) or ".." in files:
+            raise ValueError("a file name leaves the checkpoint folder")
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing (incomplete checkpoint)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: damaged ({type(exc).__name__})") from None
+    return files
+
+
+def has_checkpoint(root: Path, pointer: str = "last") -> bool:
+    """Whether ``root`` holds a ``pointer`` checkpoint to resume from (intact or not: a damaged
+    one is :func:`load_checkpoint`'s to refuse, never a reason to start afresh)."""
+    return (root / pointer).is_file() or bool(_folders(root, pointer))
 
 
 def load_checkpoint(root: Path, pointer: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

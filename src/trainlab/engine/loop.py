@@ -23,15 +23,18 @@ from trainlab.data.loaders import DeviceLoader, eval_batches
 from trainlab.engine import checkpoint as ckpt
 from trainlab.engine.best import Best
 from trainlab.engine.build import Parts, as_tensor, nondeterministic_error, num_outputs
-from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer, standard_callbacks
+from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer
+from trainlab.engine.lock import RunLock
 from trainlab.engine.metrics import evaluate_model, hard_labels, predictions
 from trainlab.engine.provenance import provenance
 from trainlab.engine.result import RunResult
 from trainlab.engine.seeding import rng_state, run_state, set_rng_state
 from trainlab.engine.signals import Interrupted, StopSignals
+from trainlab.engine.standard import standard_callbacks
 from trainlab.engine.step import Step, StepOut
 from trainlab.errors import NonFiniteError, RunFolderError, TrainlabWarning
-from trainlab.files import atomic_write
+from trainlab.files import atomic_write, remove_stale_temps
+from trainlab.recipe import recipe_differences, recipe_digest, validate
 
 __all__ = ["Trainer"]
 
@@ -76,6 +79,8 @@ class Trainer:
         self.skip_batches: set[tuple[int, int]] = set()  # (epoch, batch) rolled back from
         self.rng = parts.rng  # the run's RNG state that fit() starts from
         self.signals = StopSignals()
+        self.lock = RunLock(self.run_dir)  # one writer per run folder, from resume() or fit()
+        self.resumed = False
         cbs = standard_callbacks(self.recipe, self.run_dir, self.total_steps, progress, callbacks)
         self.checkpointer = next(cb for cb in cbs if isinstance(cb, Checkpointer))
         self.callbacks = CallbackList(cbs)
@@ -98,26 +103,42 @@ class Trainer:
         back when it returns or raises. SIGTERM/SIGINT stop it at the next step boundary with a
         checkpoint (:class:`Interrupted`).
         """
-        with run_state(self.rng, self.recipe.training.deterministic):
-            self._write_run_card()
-            self.fit_start = time.perf_counter()
-            self.callbacks("on_fit_start", self)
-            with self.signals:
-                try:
-                    self._epochs()
-                except RuntimeError as exc:
-                    where = f"at step {self.step + 1}"
-                    if error := nondeterministic_error(exc, self.device, where):
-                        raise error from None
-                    raise
-                finally:
-                    self.callbacks("on_fit_end", self)
-            return self._finish()
+        self.lock.acquire()
+        try:
+            with run_state(self.rng, self.recipe.training.deterministic):
+                self._claim_run_dir()
+                self.fit_start = time.perf_counter()
+                self.callbacks("on_fit_start", self)
+                with self.signals:
+                    try:
+                        self._epochs()
+                    except RuntimeError as exc:
+                        where = f"at step {self.step + 1}"
+                        if error := nondeterministic_error(exc, self.device, where):
+                            raise error from None
+                        raise
+                    finally:
+                        self.callbacks("on_fit_end", self)
+                return self._finish()
+        finally:
+            self.lock.release()
+
+    def _claim_run_dir(self) -> None:
+        """Under the lock: refuse to start afresh over another run's checkpoints, remove what
+        killed saves left behind, and write the run card."""
+        checkpoints = self.run_dir / "checkpoints"
+        if not self.resumed and ckpt.has_checkpoint(checkpoints):
+            raise RunFolderError(
+                f"{self.run_dir}: holds a checkpoint of another run (written since this one was "
+                "set up); resume it with --resume, or train into another --out"
+            )
+        remove_stale_temps(self.run_dir, checkpoints)
+        self._write_run_card()
 
     def _epochs(self) -> None:
         """Epoch after epoch: train, validate, end-of-epoch callbacks; stop when asked."""
         every = self.recipe.evaluation.every
-        while self.step < self.total_steps and not self.stop_reason:
+        while self._epoch_pending() and not self.stop_reason:
             self.callbacks("on_epoch_start", self)
             tick = time.perf_counter()
             try:
@@ -138,8 +159,16 @@ class Trainer:
             self._stop_on_signal(epoch_done=True)
             self.epoch += 1
 
+    def _epoch_pending(self) -> bool:
+        """Steps are left, or the last steps' epoch has not had its end (validation, callbacks,
+        checkpoint): a run stopped between its final step and the end of that epoch finishes
+        the epoch on resume instead of skipping it."""
+        return self.step < self.total_steps or self.step > self.epoch * self.steps_per_epoch
+
     def _train_epoch(self) -> None:
         self.model.train()
+        if self.step >= self.total_steps:
+            return  # resumed after the final step: only the epoch's end is left
         if self.parts.needs_closure:
             return self._full_batch_step()
         log_every = self.recipe.training.log_every
@@ -276,7 +305,10 @@ class Trainer:
         The position inside the epoch is the step itself: the data order and the augmentation
         of every batch derive from (seed, epoch, batch index).
         """
+        recipe = self.recipe.model_dump(mode="json")
         return {
+            "recipe": recipe,
+            "recipe_sha256": recipe_digest(recipe),
             "step": self.step,
             "epoch": self.epoch + int(epoch_done),
             "optimizer": self.optimizer.state_dict(),
@@ -300,8 +332,25 @@ class Trainer:
         return self.wall_before + time.perf_counter() - self.fit_start
 
     def resume(self) -> None:
-        """Continue from the run folder's last checkpoint (weights, optimiser, RNG, callbacks)."""
+        """Continue from the run folder's last checkpoint (weights, optimiser, RNG, callbacks).
+
+        Takes the run folder's lock first (held until :meth:`fit` ends), and refuses a recipe
+        that differs from the one the checkpoint was trained with, naming every differing key.
+        """
+        self.lock.acquire()
+        try:
+            self._resume()
+        except BaseException:
+            self.lock.release()
+            raise
+        self.resumed = True
+
+    def _resume(self) -> None:
         weights, state = ckpt.load_checkpoint(self.run_dir / "checkpoints", "last")
+        if "recipe" in state:
+            self.check_recipe(state["recipe"], "its checkpoint")
+        elif (self.run_dir / "recipe.yaml").is_file():  # a checkpoint from before the digest
+            self.check_recipe(self.saved_recipe(), "recipe.yaml")
         self.load_weights(weights)
         if isinstance(self.loader, DeviceLoader):  # re-apply the restored preprocessing
             self.loader.prepare()
@@ -322,6 +371,31 @@ class Trainer:
         self.best.load_state_dict(state.get("best") or self._best_of_older_checkpoint(state))
         self.last_val = dict(state.get("last_val", {}))
         self.rng = state["rng"]
+
+    def saved_recipe(self) -> dict[str, Any]:
+        """The run folder's ``recipe.yaml`` as a dump (read as written, not re-validated)."""
+        import yaml
+
+        path = self.run_dir / "recipe.yaml"
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise RunFolderError(f"{path}: unreadable ({type(exc).__name__})") from None
+        if not isinstance(raw, dict):
+            raise RunFolderError(f"{path}: not a recipe (a mapping of sections)")
+        return raw
+
+    def check_recipe(self, saved: dict[str, Any], where: str) -> None:
+        """The recipe this trainer runs must be the one the run started with (``saved``, read
+        through the schema so that keys added since then take their defaults)."""
+        saved = validate(saved, f"{self.run_dir}: {where}").model_dump(mode="json")
+        keys = recipe_differences(saved, self.recipe.model_dump(mode="json"))
+        if keys:
+            raise RunFolderError(
+                f"{self.run_dir}: --resume with a different recipe than {where} "
+                f"({len(keys)} differing: {', '.join(keys)}); resume without changes, or train "
+                "into a new --out"
+            )
 
     def _best_of_older_checkpoint(self, state: dict[str, Any]) -> dict[str, Any]:
         """A checkpoint written before the trainer owned ``best``: early stopping's record (its
@@ -344,15 +418,15 @@ class Trainer:
         without the dataset (``model.json``: input shape and dtype, class names), each written
         once: a resumed run keeps the files it started with."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        recipe = self.run_dir / "recipe.yaml"  # first: it marks the folder as a run's
+        if not recipe.exists():
+            atomic_write(recipe, self.recipe.to_yaml().encode())
         card = self.run_dir / "model.json"
         if not card.exists():
             inputs = input_card(self.recipe.data, self.splits)
             outputs = num_outputs(self.recipe.loss.name, self.num_classes)
             payload = {**inputs, "num_outputs": outputs}
             atomic_write(card, json.dumps(payload, indent=2).encode())
-        recipe = self.run_dir / "recipe.yaml"
-        if not recipe.exists():
-            atomic_write(recipe, self.recipe.to_yaml().encode())
 
     def _finish(self) -> RunResult:
         wall = self.wall_seconds()

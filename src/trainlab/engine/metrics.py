@@ -6,12 +6,12 @@ serialise a GPU run. The accumulators here stay tensors until :meth:`Accumulator
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["predictions", "Accumulator", "evaluate_model"]
+__all__ = ["predictions", "Accumulator", "evaluate_model", "per_class_accuracy"]
 
 
 def predictions(scores: torch.Tensor) -> torch.Tensor:
@@ -90,3 +90,15 @@ def evaluate_model(
     model.train(was_training)
     conf = acc.confusion.cpu() if acc.confusion is not None else None
     return acc.result(prefix), conf
+
+
+def per_class_accuracy(confusion: torch.Tensor, classes: Sequence[str]) -> dict[str, float]:
+    """Accuracy (recall) of each class that has examples, from a confusion matrix (true class
+    in rows). A class without examples is absent, not 0.0: a zero would read as a class the
+    model always gets wrong, when nothing was measured."""
+    counts = confusion.sum(1)
+    return {
+        name: float(confusion[i, i]) / float(counts[i])
+        for i, name in enumerate(classes)
+        if int(counts[i]) > 0
+    }

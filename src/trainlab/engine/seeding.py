@@ -38,8 +38,16 @@ def set_determinism(deterministic: bool | str) -> None:
     switch on for the next one)."""
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
+    _deterministic_algorithms(bool(deterministic), warn_only=deterministic == "warn")
     torch.backends.cudnn.benchmark = False
+
+
+def _deterministic_algorithms(on: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, called only when the switch changes: the call
+    imports torch's compiler stack (3.5 s of every CLI command's start-up on torch 2.14)."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    if (enabled, torch.is_deterministic_algorithms_warn_only_enabled()) != (on, warn_only):
+        torch.use_deterministic_algorithms(on, warn_only=warn_only)
 
 
 @contextlib.contextmanager
@@ -59,7 +67,7 @@ def preserved_global_state() -> Iterator[None]:
     finally:
         random.setstate(py)
         np.random.set_state(np_state)
-        torch.use_deterministic_algorithms(det, warn_only=warn_only)
+        _deterministic_algorithms(det, warn_only=warn_only)
         torch.backends.cudnn.benchmark = bench
         if cublas is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)

@@ -192,7 +192,7 @@ def load_run(
         raise RunFolderError(f"{run}: not a run folder (no recipe.yaml)")
     if weights not in WEIGHTS:
         raise RunFolderError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
-    recipe = load_recipe(run / "recipe.yaml")
+    recipe = load_recipe(run / "recipe.yaml", trained=True)  # trained before a newer rule: loads
     card = RunCard.read(run, recipe)
     where = _device(recipe.training.device, device)
     # the weights are loaded over it: build without the init (LSUV would need data)

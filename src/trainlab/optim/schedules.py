@@ -5,13 +5,19 @@ at step ``t`` of ``T`` (both counted after warm-up). ``with_warmup`` composes an
 linear warm-up. The trainer sets ``lr = base_lr * mult`` on every iteration: no scheduler object,
 so the state to checkpoint is only the step counter, and a schedule is testable on its own.
 Epoch-based parameters (step milestones, SGDR period) are converted with ``steps_per_epoch``.
+
+The one schedule that is not a function of the step, ``reduce_on_plateau``, reads the validation
+metric: its multiplier is 1 and the run's :class:`ScaledLR` carries a ``scale`` that the
+``ReduceOnPlateau`` callback (trainlab.engine.plateau) lowers after a validation; its state is
+in every checkpoint.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated, Literal
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -19,7 +25,14 @@ from trainlab.errors import RecipeError
 from trainlab.registry import Registry
 from trainlab.types import NonNegative, NonNegativeInt, Positive, PositiveInt
 
-__all__ = ["SCHEDULES", "Schedule", "with_warmup", "create_schedule"]
+__all__ = [
+    "SCHEDULES",
+    "Schedule",
+    "with_warmup",
+    "create_schedule",
+    "ScaledLR",
+    "Plateau",
+]
 
 SCHEDULES = Registry("schedule", "learning-rate schedules (schedule.name)")
 Schedule = Callable[[int, int], float]
@@ -86,23 +99,30 @@ def onecycle(
 ) -> Schedule:
     """One cycle (lecture 004): lr_0 = lr/div up to lr_max = lr over p*T, then down to lr_min.
 
-    lr_min = lr_0 / final_div_factor. ``anneal`` is ``cos`` (torch's OneCycleLR) or ``linear``
-    (the lecture's formula).
+    lr_min = lr_0 / final_div_factor. ``anneal: cos`` is torch's OneCycleLR (cosine segments,
+    peak at step pT - 1, lr_min at the last step T - 1). ``anneal: linear`` is the lecture's
+    formula itself, step i of I: the peak at i = pI, lr_min at i = I (one past the last step, so
+    the last step is at lr_min + (lr_max - lr_min) / (I - pI)). The two conventions differ by a
+    step; the slide's is kept for the linear form so it can be checked against the slide.
     """
     start, end = 1.0 / div_factor, 1.0 / (div_factor * final_div_factor)
 
-    def interp(a: float, b: float, frac: float) -> float:
-        if anneal == "linear":
-            return a + (b - a) * frac
+    def lecture(t: int, total: int) -> float:
+        rise = pct_start * total
+        if t < rise:
+            return 1.0 + (start - 1.0) * (1.0 - t / rise)
+        return end + (1.0 - end) * (1.0 - (t - rise) / (total - rise))
+
+    def cos(a: float, b: float, frac: float) -> float:
         return b + (a - b) / 2.0 * (1.0 + math.cos(math.pi * frac))
 
-    def mult(t: int, total: int) -> float:
+    def torch_cos(t: int, total: int) -> float:
         peak = pct_start * total - 1  # torch's OneCycleLR convention: the peak at step pT - 1
         if t <= peak:
-            return interp(start, 1.0, t / peak if peak > 0 else 1.0)
-        return interp(1.0, end, (t - peak) / (total - 1 - peak))
+            return cos(start, 1.0, t / peak if peak > 0 else 1.0)
+        return cos(1.0, end, (t - peak) / (total - 1 - peak))
 
-    return mult
+    return lecture if anneal == "linear" else torch_cos
 
 
 @SCHEDULES.register("sgdr")
@@ -124,6 +144,97 @@ def sgdr(
         return f + 0.5 * (1.0 - f) * (1.0 + math.cos(math.pi * (t - start) / period))
 
     return mult
+
+
+@SCHEDULES.register("reduce_on_plateau", plateau=True)
+def reduce_on_plateau(
+    *,
+    metric: Literal["val_loss", "val_acc"] = "val_loss",
+    factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1,
+    patience: NonNegativeInt = 10,
+    threshold: NonNegative = 1e-4,
+    threshold_mode: Literal["rel", "abs"] = "rel",
+    cooldown: NonNegativeInt = 0,
+    min_lr: NonNegative = 0.0,
+    lr: float,
+    steps_per_epoch: int,
+) -> Schedule:
+    """Divide the lr by 10 when the validation metric plateaus (lecture 004; torch's rule).
+
+    torch's ReduceLROnPlateau: after more than ``patience`` validations without a ``threshold``
+    improvement of ``metric`` (val_loss: lower, val_acc: higher), lr *= ``factor``, then
+    ``cooldown`` validations ignored; never below ``min_lr``. The step multiplier is 1: the
+    reduction is the :class:`ReduceOnPlateau` callback's ``scale`` on :class:`ScaledLR`.
+    """
+    return lambda t, total: 1.0
+
+
+class ScaledLR:
+    """``lr(step) = base_lr * scale * mult(step)``: the learning rate the trainer reads each step.
+
+    ``scale`` is 1 (the schedule is a pure function of the step) except under
+    ``reduce_on_plateau``, whose callback lowers it after a validation; the callback's state,
+    not this object, is what a checkpoint keeps.
+    """
+
+    def __init__(self, base_lr: float, mult: Callable[[int], float]) -> None:
+        self.base_lr, self.mult, self.scale = base_lr, mult, 1.0
+
+    def __call__(self, step: int) -> float:
+        return self.base_lr * self.scale * self.mult(step)
+
+
+@dataclass
+class Plateau:
+    """torch.optim.lr_scheduler.ReduceLROnPlateau's rule on a scale of the base lr.
+
+    Kept as plain numbers (no optimiser), so the state to checkpoint is this dataclass.
+    ``eps`` is torch's: a reduction smaller than that (in lr units) is not applied.
+    """
+
+    mode: Literal["min", "max"]
+    factor: float = 0.1
+    patience: int = 10
+    threshold: float = 1e-4
+    threshold_mode: Literal["rel", "abs"] = "rel"
+    cooldown: int = 0
+    min_lr: float = 0.0
+    eps: float = 1e-8
+    best: float | None = None  # None: no validation yet (torch's +-inf)
+    num_bad: int = 0
+    cooldown_counter: int = 0
+    scale: float = 1.0
+
+    def better(self, value: float) -> bool:
+        """``value`` improves on the best by more than the threshold (torch's is_better)."""
+        best, thr = self.best, self.threshold
+        if best is None:
+            return True
+        if self.threshold_mode == "rel":  # torch's expressions, so ties break the same way
+            return value < best * (1.0 - thr) if self.mode == "min" else value > best * (thr + 1.0)
+        return value < best - thr if self.mode == "min" else value > best + thr
+
+    def update(self, value: float, base_lr: float) -> None:
+        """One validation result, as torch's ``scheduler.step(metric)``."""
+        if self.better(value):
+            self.best, self.num_bad = value, 0
+        else:
+            self.num_bad += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad = 0  # bad validations during the cooldown do not count
+        if self.num_bad > self.patience:
+            new = max(self.scale * self.factor, self.min_lr / base_lr)
+            if base_lr * (self.scale - new) > self.eps:
+                self.scale = new
+            self.cooldown_counter, self.num_bad = self.cooldown, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: asdict(self)[k] for k in ("best", "num_bad", "cooldown_counter", "scale")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.num_bad = state["best"], state["num_bad"]
+        self.cooldown_counter, self.scale = state["cooldown_counter"], state["scale"]
 
 
 def with_warmup(
@@ -148,11 +259,12 @@ def create_schedule(
     name: str, params: dict, lr: float, steps_per_epoch: int, warmup: int, total: int
 ) -> Callable[[int], float]:
     """The recipe's schedule with its warm-up, as ``mult(step)``."""
-    if params.get("final_lr", 0.0) > lr:
-        raise RecipeError(
-            f"schedule.final_lr={params['final_lr']} is above the learning rate {lr}: "
-            "a decay schedule ends below where it starts"
-        )
+    for key in ("final_lr", "min_lr"):
+        if params.get(key, 0.0) > lr:
+            raise RecipeError(
+                f"schedule.{key}={params[key]} is above the learning rate {lr}: "
+                "a decay schedule ends below where it starts"
+            )
     entry = SCHEDULES.get(name)
     schedule = entry.factory(**params, lr=lr, steps_per_epoch=steps_per_epoch)
     return with_warmup(schedule, warmup, total, entry.info.get("absolute", False))

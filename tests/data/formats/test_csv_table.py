@@ -18,7 +18,8 @@ def test_csv_numeric_labels_with_bom(tmp_path: Path) -> None:
     assert raw.x_train.dtype == np.float32 and raw.x_train.shape == (3, 2)
     assert raw.x_train.tolist() == [[1.5, 3.0], [-1.0, 400.0], [0.0, 0.0]]
     assert raw.y_train.tolist() == [2, 0, 1] and raw.y_train.dtype == np.int64
-    assert raw.classes == ["0", "1", "2"] and raw.x_test is None
+    assert raw.classes is None and raw.x_test is None  # numbers: check_classes numbers them
+    assert raw.train_lines == [2, 3, 5]  # the blank line 4 carries no row
 
 
 def test_csv_string_labels_and_test_file(tmp_path: Path) -> None:

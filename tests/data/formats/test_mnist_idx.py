@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.data.formats.formats_util import MNIST_DIR, load, raises_at
+from tests.data.formats.formats_util import MNIST_DIR, cfg, load, raises_at
+from trainlab.data.datasets import load_splits
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -40,7 +41,7 @@ def test_idx_train_and_test(tmp_path: Path) -> None:
     assert np.array_equal(raw.x_train[:, 0], images)
     assert raw.y_train.tolist() == (np.arange(12) % 10).tolist()
     assert raw.x_test.shape == (4, 1, 5, 7) and raw.y_test.tolist() == [9, 8, 7, 6]
-    assert raw.classes == [str(i) for i in range(10)]
+    assert raw.classes is None  # IDX stores no names: check_classes numbers them
 
 
 def test_idx_single_pair_is_train(tmp_path: Path) -> None:
@@ -48,7 +49,7 @@ def test_idx_single_pair_is_train(tmp_path: Path) -> None:
     write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 11, 2]))
     raw = load("idx", path=str(tmp_path))
     assert raw.x_train.shape == (3, 1, 2, 2) and raw.x_test is None
-    assert len(raw.classes) == 12
+    assert raw.y_train.tolist() == [0, 11, 2]
 
 
 def test_idx_truncated_names_file(tmp_path: Path) -> None:
@@ -89,4 +90,5 @@ def test_idx_real_mnist_t10k() -> None:
     assert raw.y_train.min() == 0 and raw.y_train.max() == 9
     assert np.bincount(raw.y_train).min() > 800  # every digit is present
     assert raw.y_train[:5].tolist() == [7, 2, 1, 0, 4]  # MNIST's published first test labels
-    assert raw.classes == [str(i) for i in range(10)]
+    splits = load_splits(cfg("idx", path=str(MNIST_DIR)))
+    assert splits.classes == [str(i) for i in range(10)]

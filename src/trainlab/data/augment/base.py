@@ -44,6 +44,9 @@ __all__ = [
 ]
 
 AUGMENTS = Registry("augment", "training-only input transforms (augment: [...])")
+# Every entry declares ``moves_positions``: whether it moves values to other input positions
+# (crops, flips, warps, shifts, policies with geometric ops). Augmentation runs on raw inputs,
+# so the recipe refuses those beside preprocessing fitted per position (``per_position_scale``).
 
 
 def value_bound(x: torch.Tensor) -> float:

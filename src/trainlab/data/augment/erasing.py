@@ -10,14 +10,19 @@
 
 The batch builds every sample's box mask from aranges (one comparison per axis), with no
 Python loop over samples. Inputs are raw, so ``value=0`` is black for images; the paper's
-zero after standardisation (the mean) is ``value`` set to the data's mean.
+zero after standardisation (the mean) is ``value`` set to the data's mean. Random erasing also
+takes ``value: random`` (lecture 000: "mean value or random values"), ``v2.RandomErasing``'s
+``value='random'``: every erased value of every channel an independent N(0, 1) draw.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Annotated, Any
 
 import torch
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
 
 from trainlab.data.augment.base import AUGMENTS, Augment, OneSample, chance
 from trainlab.data.augment.geometric import randint_per_sample
@@ -39,7 +44,30 @@ def box_mask(spatial: tuple[int, ...], low: torch.Tensor, high: torch.Tensor) ->
     return mask
 
 
-def _erase(x: torch.Tensor, mask: torch.Tensor, value: float) -> torch.Tensor:
+RANDOM = "random"  # v2.RandomErasing's value for per-pixel N(0, 1) noise
+
+
+def _fill_value(value: Any) -> float | str:
+    """A finite number or ``random``; anything else is refused naming both (a bare float
+    type would only say "a valid number" and hide the other choice)."""
+    if value == RANDOM:
+        return RANDOM
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PydanticCustomError("fill", "expected a finite number or 'random'")
+    return float(value)
+
+
+Fill = Annotated[float | str, BeforeValidator(_fill_value)]
+
+
+def _erase(
+    x: torch.Tensor, mask: torch.Tensor, value: float | str, gen: torch.Generator | None
+) -> torch.Tensor:
+    """x with the masked positions (every channel) set to ``value``, or for ``random`` to
+    N(0, 1) noise drawn per value from ``gen`` (the global RNG when None, as v2 draws it)."""
+    if value == RANDOM:
+        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=gen)
+        return torch.where(mask[:, None], noise, x)
     return torch.where(mask[:, None], value, x)  # value a Python scalar: nothing to copy
 
 
@@ -53,12 +81,13 @@ class _BoxEraser(Augment):
         """(apply (N,), low (N, dims), high (N, dims))."""
         raise NotImplementedError
 
-    def apply(self, x, apply, low, high) -> torch.Tensor:
+    def apply(self, x, apply, low, high, gen: torch.Generator | None = None) -> torch.Tensor:
+        """x with each applied sample's box [low, high) erased (``gen``: random fills)."""
         mask = box_mask(tuple(x.shape[2:]), low, high)
-        return _erase(x, mask & apply.view(-1, *([1] * (mask.ndim - 1))), self.value)
+        return _erase(x, mask & apply.view(-1, *([1] * (mask.ndim - 1))), self.value, gen)
 
     def batch(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        return self.apply(x, *self.sample(x, gen))
+        return self.apply(x, *self.sample(x, gen), gen)
 
 
 class Cutout(_BoxEraser):
@@ -90,7 +119,11 @@ class RandomErasing(_BoxEraser):
     tries = 10
 
     def __init__(
-        self, p: float, scale: tuple[float, float], ratio: tuple[float, float], value: float
+        self,
+        p: float,
+        scale: tuple[float, float],
+        ratio: tuple[float, float],
+        value: float | str,
     ) -> None:
         self.p, self.scale, self.ratio, self.value = p, tuple(scale), tuple(ratio), value
 
@@ -136,19 +169,22 @@ class _Erasing:
         return self.v2(x) if x.ndim == 3 else OneSample(self.aug)(x)
 
 
-@AUGMENTS.register("cutout")
+@AUGMENTS.register("cutout", moves_positions=False)
 def cutout(*, p: Probability = 0.5, size: PositiveInt = 8, value: Finite = 0.0) -> Augment:
     """Cutout: blank a size x size square at a random centre with probability p (DeVries)."""
     return Cutout(p, size, value)
 
 
-@AUGMENTS.register("random_erasing")
+@AUGMENTS.register("random_erasing", moves_positions=False)
 def random_erasing(
     *,
     p: Probability = 0.5,
     scale: UnitRange = (0.02, 0.33),
     ratio: PositiveRange = (0.3, 3.3),
-    value: Finite = 0.0,
+    value: Fill = 0.0,
 ) -> Augment:
-    """Random erasing: blank a box of random area and aspect ratio with probability p (Zhong)."""
+    """Random erasing: fill a box of random area and aspect ratio with probability p (Zhong).
+
+    ``value``: a number, or ``random`` for N(0, 1) noise per erased value (v2's 'random').
+    """
     return RandomErasing(p, scale, ratio, value)

@@ -99,13 +99,13 @@ class _Crop(_PerSize):
         return self.for_size(tuple(img.shape[-2:]))(img)
 
 
-@AUGMENTS.register("hflip")
+@AUGMENTS.register("hflip", moves_positions=True)
 def hflip(*, p: Probability = 0.5) -> Augment:
     """Horizontal flip with probability p."""
     return HorizontalFlip(p)
 
 
-@AUGMENTS.register("random_crop")
+@AUGMENTS.register("random_crop", moves_positions=True)
 def random_crop(*, padding: NonNegativeInt = 4) -> Augment:
     """Random crop of the original size after zero padding (random translation by <= padding)."""
     return RandomCrop(padding)
@@ -379,7 +379,7 @@ class RandomAffine(Augment):
 ROTATE_DEGREES, TRANSLATE_FRACTION, SCALE_RANGE, SHEAR_DEGREES = 15.0, 0.1, (0.9, 1.1), 10.0
 
 
-@AUGMENTS.register("random_resized_crop")
+@AUGMENTS.register("random_resized_crop", moves_positions=True)
 def random_resized_crop(
     *, scale: UnitRange = (0.08, 1.0), ratio: PositiveRange = (3 / 4, 4 / 3)
 ) -> Augment:
@@ -387,7 +387,7 @@ def random_resized_crop(
     return RandomResizedCrop(scale, ratio)
 
 
-@AUGMENTS.register("multiscale")
+@AUGMENTS.register("multiscale", moves_positions=True)
 def multiscale(*, short_side: PositiveRange = (32.0, 40.0)) -> Augment:
     """Resize so the short side is S ~ U(short_side) pixels, crop the original size (VGG/ResNet).
 
@@ -397,31 +397,31 @@ def multiscale(*, short_side: PositiveRange = (32.0, 40.0)) -> Augment:
     return MultiScale(short_side)
 
 
-@AUGMENTS.register("rotate")
+@AUGMENTS.register("rotate", moves_positions=True)
 def rotate(*, degrees: Degrees = ROTATE_DEGREES) -> Augment:
     """Rotate by a random angle in [-degrees, degrees] about the centre (zero fill)."""
     return RandomAffine(degrees=degrees)
 
 
-@AUGMENTS.register("translate")
+@AUGMENTS.register("translate", moves_positions=True)
 def translate(*, fraction: Fraction = TRANSLATE_FRACTION) -> Augment:
     """Translate by up to fraction of the width and of the height, whole pixels (zero fill)."""
     return RandomAffine(translate=fraction)
 
 
-@AUGMENTS.register("shear")
+@AUGMENTS.register("shear", moves_positions=True)
 def shear(*, degrees: ShearDegrees = SHEAR_DEGREES) -> Augment:
     """Shear along x by a random angle in [-degrees, degrees] about the centre (zero fill)."""
     return RandomAffine(shear=degrees)
 
 
-@AUGMENTS.register("scale")
+@AUGMENTS.register("scale", moves_positions=True)
 def scale(*, factor: PositiveRange = SCALE_RANGE) -> Augment:
     """Zoom by a random factor in [low, high] about the centre (zero fill outside)."""
     return RandomAffine(scale=factor)
 
 
-@AUGMENTS.register("affine")
+@AUGMENTS.register("affine", moves_positions=True)
 def affine(
     *,
     degrees: Degrees = ROTATE_DEGREES,

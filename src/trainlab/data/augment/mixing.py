@@ -131,13 +131,13 @@ class CutMix(_PairMixer):
         return mixed, ly * y + (1 - ly) * y[perm]
 
 
-@AUGMENTS.register("mixup")
+@AUGMENTS.register("mixup", moves_positions=False)
 def mixup(*, alpha: Positive = 0.2, p: Probability = 1.0) -> Mixer:
     """Mixup: blend pairs of inputs and one-hot labels, lambda ~ Beta(alpha, alpha) per sample."""
     return MixUp(alpha, p)
 
 
-@AUGMENTS.register("cutmix")
+@AUGMENTS.register("cutmix", moves_positions=False)
 def cutmix(*, alpha: Positive = 1.0, p: Probability = 1.0) -> Mixer:
     """CutMix: paste a box of side sqrt(1-lambda) from a partner; label weight = area kept."""
     return CutMix(alpha, p)

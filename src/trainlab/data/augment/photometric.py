@@ -269,7 +269,7 @@ class _Lighting:
         return f"PCALighting(sigma={self.aug.sigma})"
 
 
-@AUGMENTS.register("color_jitter")
+@AUGMENTS.register("color_jitter", moves_positions=False)
 def color_jitter(
     *, brightness: NonNegative = 0.4, contrast: NonNegative = 0.4, saturation: NonNegative = 0.4
 ) -> Augment:
@@ -277,7 +277,7 @@ def color_jitter(
     return ColorJitter(brightness, contrast, saturation)
 
 
-@AUGMENTS.register("pca_lighting")
+@AUGMENTS.register("pca_lighting", moves_positions=False)
 def pca_lighting(*, sigma: NonNegative = 0.1) -> Augment:
     """AlexNet PCA lighting: add sum_i alpha_i lambda_i p_i, alpha_i ~ N(0, sigma), per image."""
     return PCALighting(sigma)

@@ -348,7 +348,7 @@ class AutoAugment(PolicyAugment):
         )
 
 
-@AUGMENTS.register("randaugment")
+@AUGMENTS.register("randaugment", moves_positions=True)
 def randaugment(
     *,
     num_ops: NonNegativeInt = 2,
@@ -364,13 +364,13 @@ def randaugment(
     return RandAugment(num_ops, magnitude, num_magnitude_bins)
 
 
-@AUGMENTS.register("trivialaugment")
+@AUGMENTS.register("trivialaugment", moves_positions=True)
 def trivialaugment(*, num_magnitude_bins: MagnitudeBins = 31) -> Augment:
     """TrivialAugment Wide: one random op per sample at a random magnitude (torchvision's)."""
     return TrivialAugment(num_magnitude_bins)
 
 
-@AUGMENTS.register("autoaugment")
+@AUGMENTS.register("autoaugment", moves_positions=True)
 def autoaugment(*, policy: Literal["imagenet", "cifar10", "svhn"] = "imagenet") -> Augment:
     """AutoAugment: a random learned sub-policy of two ops per sample (torchvision's tables)."""
     return AutoAugment(policy)

@@ -126,7 +126,7 @@ class GaussianNoise(Augment):
         return OneSample(self)
 
 
-@AUGMENTS.register("shift")
+@AUGMENTS.register("shift", moves_positions=True)
 def shift(
     *, max_shift: NonNegativeInt = 4, mode: Literal["circular", "zeros"] = "circular"
 ) -> Augment:
@@ -134,19 +134,19 @@ def shift(
     return Shift(max_shift, mode)
 
 
-@AUGMENTS.register("time_scale")
+@AUGMENTS.register("time_scale", moves_positions=True)
 def time_scale(*, stretch: Fraction = 0.2) -> Augment:
     """Stretch the time axis about its centre by a factor in [1 - stretch, 1 + stretch] (1-D)."""
     return TimeScale(stretch)
 
 
-@AUGMENTS.register("amplitude")
+@AUGMENTS.register("amplitude", moves_positions=False)
 def amplitude(*, factor: PositiveRange = (0.8, 1.2)) -> Augment:
     """Multiply sequences by a random factor in [low, high] (1-D)."""
     return Amplitude(factor)
 
 
-@AUGMENTS.register("gaussian_noise")
+@AUGMENTS.register("gaussian_noise", moves_positions=False)
 def gaussian_noise(*, std: NonNegative = 0.1) -> Augment:
     """Add Gaussian noise of standard deviation std (raw units; sequences and images)."""
     return GaussianNoise(std)

@@ -1,7 +1,8 @@
 """The ``npz`` and ``npy`` datasets: NumPy arrays a user saved, read without pickle.
 
-``npz`` is a whole dataset in one archive (x_train/y_train[/x_test/y_test] or x/y, and optional
-class names); ``npy`` is two one-array files, features and labels. Both are opened with
+``npz`` is a whole dataset in one archive (x_train/y_train[/x_test/y_test] or x/y, the features
+also as scikit-learn spells them, X_train/X/X_test, and optional class names); ``npy`` is two
+one-array files, features and labels. Both are opened with
 ``allow_pickle=False``, so a downloaded file cannot run code when it is loaded, and an object
 array is refused with a DataError naming the file and key.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from trainlab.data.datasets import DATASETS, RawData
-from trainlab.data.formats.common import _NUMPY_ERRORS, _default_classes, _one_line, _path
+from trainlab.data.formats.common import _NUMPY_ERRORS, _one_line, _path
 from trainlab.errors import DataError
 
 __all__ = ["npz", "npy"]
@@ -52,33 +53,49 @@ def _load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _spelling(arrays: dict[str, np.ndarray], key: str, file: Path) -> str | None:
+    """The stored name of ``key``: as given or with a capital first letter (scikit-learn's
+    ``X_train``, ``X``), None when neither is there; both at once is ambiguous."""
+    names = [k for k in dict.fromkeys((key, key[0].upper() + key[1:])) if k in arrays]
+    if len(names) > 1:
+        raise DataError(f"{file}: keys {names[0]!r} and {names[1]!r} both present; keep one")
+    return names[0] if names else None
+
+
+def _pair(
+    arrays: dict[str, np.ndarray], x_key: str, y_key: str, file: Path, found: str
+) -> tuple[str, str] | None:
+    """The stored names of a features/labels pair, None when neither is there; one without its
+    partner is a DataError naming the key that is present and the one it needs."""
+    x_name, y_name = _spelling(arrays, x_key, file), _spelling(arrays, y_key, file)
+    if x_name is None and y_name is None:
+        return None
+    if x_name is None or y_name is None:
+        have, miss = (x_name, y_key) if y_name is None else (y_name, x_key)
+        raise DataError(f"{file}: key {have!r} needs {miss!r} beside it; found keys: {found}")
+    return x_name, y_name
+
+
 @DATASETS.register("npz")
 def npz(*, path: str | None = None) -> RawData:
-    """A NumPy .npz with x_train/y_train[/x_test/y_test] or x/y, and optional class names.
+    """A NumPy .npz with x_train/y_train[/x_test/y_test] or x/y (X_... too), and class names.
 
     Reading with ``allow_pickle=False`` means a downloaded archive cannot run code when loaded.
+    Without a ``classes`` array the classes are numbered from the labels by load_splits.
     """
     file = _path(path, "path", "npz")
     arrays = _load_npz_arrays(file)
     found = ", ".join(sorted(arrays)) or "none"
-    if "x_train" in arrays or "y_train" in arrays:
-        names = ("x_train", "y_train")
-    elif "x" in arrays or "y" in arrays:
-        names = ("x", "y")
-    else:
-        raise DataError(f"{file}: expected keys x_train, y_train (or x, y); found keys: {found}")
-    for key in names:
-        if key not in arrays:
-            raise DataError(f"{file}: missing key {key!r} beside {names[0]!r}; found keys: {found}")
+    names = _pair(arrays, "x_train", "y_train", file, found) or _pair(arrays, "x", "y", file, found)
+    if names is None:
+        raise DataError(
+            f"{file}: expected keys x_train, y_train (or x, y; X_train, X as scikit-learn "
+            f"spells them); found keys: {found}"
+        )
     x, y = arrays[names[0]], arrays[names[1]]
-    x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
-    if (x_test is None) != (y_test is None):
-        have, miss = ("x_test", "y_test") if y_test is None else ("y_test", "x_test")
-        raise DataError(f"{file}: key {have!r} needs {miss!r} too; found keys: {found}")
-    if "classes" in arrays:
-        classes = _str_classes(arrays["classes"], str(file))
-    else:
-        classes = _default_classes(str(file), y, y_test)
+    test = _pair(arrays, "x_test", "y_test", file, found)
+    x_test, y_test = (None, None) if test is None else (arrays[test[0]], arrays[test[1]])
+    classes = _str_classes(arrays["classes"], str(file)) if "classes" in arrays else None
     return RawData(x, y, x_test, y_test, classes, str(file))
 
 
@@ -113,4 +130,4 @@ def npy(
     x, y = _load_npy(features), _load_npy(labels)
     if len(x) != len(y):
         raise DataError(f"{features}: {len(x)} feature rows but {labels} holds {len(y)} labels")
-    return RawData(x, y, None, None, _default_classes(str(labels), y), str(features))
+    return RawData(x, y, None, None, None, str(features))

@@ -1,11 +1,10 @@
-"""What every reader in this package shares: recipe path keys, default class names, error text.
+"""What every reader in this package shares: recipe path keys, image settings, error text.
 
 Each dataset factory starts from a file or folder the recipe names (:func:`_path` turns a
-missing one into a DataError naming the ``data.`` key), numbers its classes "0".."max label"
-when the source stores no names (:func:`_default_classes`, which refuses a sentinel label that
-would create tens of thousands of classes), and quotes library exceptions on one line
-(:func:`_one_line`). They live here so that the readers depend on this module, never on each
-other.
+missing one into a DataError naming the ``data.`` key) and quotes library exceptions on one line
+(:func:`_one_line`). A source that stores no class names returns ``classes=None``: the number
+of classes is settled in one place, :func:`trainlab.data.datasets.check_classes`, never by a
+reader. They live here so that the readers depend on this module, never on each other.
 """
 
 from __future__ import annotations
@@ -15,8 +14,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-import numpy as np
 
 from trainlab.errors import DataError
 
@@ -48,36 +45,6 @@ class ImageSettings:
     on_corrupt: Literal["stop", "skip"]
     max_resident_mb: float
     cache_dir: str | None
-
-
-_MAX_CLASSES = 100_000
-
-
-def _default_classes(source: str, *labels: np.ndarray | None, at_least: int = 0) -> list[str]:
-    """Class names "0".."max label"; [] when the labels are not numbers (check_labels says why).
-
-    A huge label (a sentinel such as 65535, say) would silently create that many classes, so
-    more than 100,000 is refused here, naming the row.
-    """
-    top = at_least - 1
-    for y in labels:
-        if y is None or y.size == 0 or y.dtype.kind not in "iufb":
-            continue
-        flat = y.reshape(-1)
-        if flat.dtype.kind == "f":
-            finite = np.isfinite(flat)
-            if not finite.any():
-                continue
-            flat = np.where(finite, flat, -np.inf)
-        peak_at = int(flat.argmax())
-        peak = float(flat[peak_at])
-        if peak >= _MAX_CLASSES:
-            raise DataError(
-                f"{source}: row {peak_at}: label {flat[peak_at]} would make {int(peak) + 1} "
-                f"classes (at most {_MAX_CLASSES}); labels must be 0..C-1"
-            )
-        top = max(top, int(peak))
-    return [str(i) for i in range(top + 1)]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from trainlab.data.datasets import DATASETS, RawData
-from trainlab.data.formats.common import _default_classes, _one_line, _path
+from trainlab.data.formats.common import _one_line, _path
 from trainlab.errors import DataError
 
 __all__ = ["csv_file"]
@@ -150,12 +150,14 @@ def csv_file(
     """A CSV table with a header: one label column (data.label_column), every other a feature.
 
     Labels may be integers or class names (sorted names become classes 0..C-1). ``data.test_path``
-    may name a second CSV with the same header as the test split.
+    may name a second CSV with the same header as the test split. Each row's line is kept, so
+    label errors found later (load_splits) name the line an editor shows.
     """
     train = _path(path, "path", "csv")
     header, x, cells, lines = _read_csv(train, label_column)
     y, named = _csv_labels(train, cells, lines)
-    x_test = y_test = None
+    x_test = y_test = test = None
+    test_lines: list[int] | None = None
     if test_path:
         test = _path(test_path, "test_path", "csv")
         test_header, x_test, test_cells, test_lines = _read_csv(test, label_column)
@@ -169,10 +171,11 @@ def csv_file(
             raise DataError(
                 f"{test}: labels are {kind} but {train} uses {'names' if named else 'numbers'}"
             )
-    if not named:
-        return RawData(x, y, x_test, y_test, _default_classes(str(train), y, y_test), str(train))
-    classes = sorted(set(y.tolist()))
-    y_idx = _encode_names(train, y, lines, classes)
-    if y_test is not None:
-        y_test = _encode_names(Path(str(test_path)), y_test, test_lines, classes)
-    return RawData(x, y_idx, x_test, y_test, classes, str(train))
+    classes = None  # numbers: load_splits numbers the classes (data.num_classes, or the labels)
+    if named:
+        classes = sorted(set(y.tolist()))
+        y = _encode_names(train, y, lines, classes)
+        if test is not None and y_test is not None and test_lines is not None:
+            y_test = _encode_names(test, y_test, test_lines, classes)
+    test_source = None if test is None else str(test)
+    return RawData(x, y, x_test, y_test, classes, str(train), [], test_source, lines, test_lines)

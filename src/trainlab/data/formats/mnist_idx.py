@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from trainlab.data.datasets import DATASETS, RawData
-from trainlab.data.formats.common import _default_classes, _one_line, _path
+from trainlab.data.formats.common import _one_line, _path
 from trainlab.errors import DataError
 
 __all__ = ["idx", "read_idx"]
@@ -137,5 +137,4 @@ def idx(*, path: str | None = None) -> RawData:
             f"{folder}: cannot tell train from test among {', '.join(names)} "
             "(name them train-* and t10k-*)"
         )
-    classes = _default_classes(str(folder), y, y_test, at_least=10)
-    return RawData(x, y, x_test, y_test, classes, str(folder))
+    return RawData(x, y, x_test, y_test, None, str(folder))  # classes: from the labels

@@ -1,0 +1,54 @@
+"""The callbacks every run folder gets, in the order they are dispatched.
+
+Its own module because it gathers callbacks from several (logs, loggers, the plateau schedule,
+early stopping, checkpoints, the terminal), which all import :mod:`trainlab.engine.callbacks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainlab.engine.callbacks import (
+    Callback,
+    Checkpointer,
+    EarlyStopping,
+    EpochLines,
+    MetricsLog,
+    ProgressBar,
+)
+from trainlab.engine.loggers import metric_loggers
+from trainlab.engine.plateau import schedule_callbacks
+
+if TYPE_CHECKING:
+    from trainlab.recipe import Recipe
+
+__all__ = ["standard_callbacks"]
+
+
+def standard_callbacks(
+    recipe: Recipe,
+    run_dir: Path,
+    total_steps: int,
+    progress: bool,
+    extra: Sequence[Callback] = (),
+) -> list[Callback]:
+    """The callbacks every run folder gets, in dispatch order, with ``extra`` (the caller's,
+    e.g. a pruner or the layer monitor) between the metrics log and early stopping and the
+    checkpointer: the metrics log sees each event first, the checkpointer after everything
+    that changes state, the progress bar and the epoch lines (printed through the bar when it
+    is live) last."""
+    tcfg = recipe.training
+    first: list[Callback] = [
+        MetricsLog(run_dir / "metrics.jsonl"),
+        *metric_loggers(recipe, run_dir),  # training.loggers: csv, tensorboard
+        *schedule_callbacks(recipe.schedule.name, recipe.schedule.params()),  # reduce_on_plateau
+    ]
+    if tcfg.early_stopping is not None:
+        first.append(EarlyStopping(tcfg.early_stopping.patience, tcfg.early_stopping.restore_best))
+    checkpointer = Checkpointer(
+        run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
+    )
+    bar = ProgressBar(total_steps, progress and tcfg.progress)
+    return [*first, *extra, checkpointer, bar, EpochLines(bar)]

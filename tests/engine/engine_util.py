@@ -1,0 +1,32 @@
+"""What the engine's resume tests share: a crash at a chosen moment, the log without timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainlab.engine.callbacks import Callback
+from trainlab.engine.loop import Trainer
+
+
+class Crash(Callback):
+    """Simulates a crash right after the checkpoint of a given step or epoch end. A user's
+    callbacks run before the checkpointer, so the crash comes at the next event: the end of
+    the next step (its work is lost), the start of the next epoch."""
+
+    def __init__(self, step: int | None = None, epoch: int | None = None) -> None:
+        self.step, self.epoch = step, epoch
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        if self.step is not None and trainer.step == self.step + 1:
+            raise KeyboardInterrupt
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        if trainer.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def log_without_timing(run: Path) -> list[dict]:
+    """``metrics.jsonl``'s records less throughput (the one field a resumed run may change)."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "samples_per_s"} for x in lines]
