@@ -81,3 +81,49 @@ def test_model_kwargs_trainlab_passes_or_the_class_refuses(
     line = one_line(run_with_path("train", *overrides, "augment=[]", "--out", str(run)))
     assert expected in line, line
     assert not run.exists()
+
+
+@pytest.fixture(scope="module")
+def npz_run(tmp_path_factory) -> Path:
+    """A short run on a two-class .npz file of the user's."""
+    import numpy as np
+
+    import trainlab
+
+    root = tmp_path_factory.mktemp("npz")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    np.savez(root / "data.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    overrides = [
+        "data.name=npz", f"data.path={root / 'data.npz'}", "model.name=mlp", "augment=[]",
+        "training.epochs=2", "schedule.warmup_epochs=0", "training.progress=false",
+    ]  # fmt: skip
+    trainlab.train(None, overrides, out=root / "run", progress=False)
+    return root / "run"
+
+
+def test_evaluating_a_run_whose_data_now_has_one_class(npz_run: Path, tmp_path: Path):
+    import numpy as np
+    import yaml
+
+    data = Path(yaml.safe_load((npz_run / "recipe.yaml").read_text())["data"]["path"])
+    saved = data.read_bytes()
+    try:
+        np.savez(data, x=np.ones((50, 4), np.float32), y=np.zeros(50, np.int64))
+        line = one_line(run_with_path("evaluate", str(npz_run)))
+    finally:
+        data.write_bytes(saved)
+    assert "one class only" in line and str(data) in line
+
+
+def test_an_oserror_while_rewriting_metrics_jsonl_at_resume(npz_run: Path):
+    log = npz_run / "metrics.jsonl"
+    saved = log.read_bytes()
+    log.unlink()
+    log.mkdir()  # what the resumed run must cut back is not a file any more
+    try:
+        line = one_line(run_with_path("train", "--out", str(npz_run), "--resume"))
+    finally:
+        log.rmdir()
+        log.write_bytes(saved)
+    assert f"{log}: cannot rewrite the log to resume (IsADirectoryError" in line

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
-from tests.engine.test_loop import _Crash
+from tests.engine.engine_util import Crash
 from trainlab.diagnosis.monitor import LayerMonitor
 from trainlab.engine.build import build
 from trainlab.engine.loop import Trainer
@@ -70,7 +70,7 @@ def test_the_layer_log_resumes_without_gap_or_duplicate(tmp_path: Path, every: i
     (run / "recipe.yaml").write_text(recipe.to_yaml())
     with pytest.raises(KeyboardInterrupt):
         monitor = LayerMonitor(run / "layers.jsonl", 5)  # trainlab.train adds it itself
-        Trainer(build(recipe), run, [monitor, _Crash(step=crash)], progress=False).fit()
+        Trainer(build(recipe), run, [monitor, Crash(step=crash)], progress=False).fit()
     trainlab.train(None, out=run, resume=True, progress=False)
     assert _records(run) == _records(tmp_path / "full")
 

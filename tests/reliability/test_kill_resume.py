@@ -108,8 +108,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path, 
     _same_result(out, reference)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_sigterm_and_ctrl_c_stop_with_a_checkpoint_and_resume_exactly(
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130)])  # SIGTERM: test_crash_anywhere
+def test_ctrl_c_stops_with_a_checkpoint_and_resumes_exactly(
     tmp_path: Path, reference: Path, sig: int, code: int
 ):
     out = tmp_path / "stopped"

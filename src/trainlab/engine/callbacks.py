@@ -361,10 +361,11 @@ class EpochLines(Callback):
         if trainer.step <= 0:
             return
         where = f"resuming from step {trainer.step} of {trainer.total_steps}"
-        if trainer.step >= trainer.total_steps or trainer.stop_reason is not None:
+        epoch = min(trainer.epoch + 1, epochs_of(trainer))
+        if trainer.stop_reason is not None or not trainer.work_left():  # only the end is left
             self.say(f"{where}: training is done; finishing the run (test figures, summary)")
-        else:
-            self.say(f"{where} (epoch {trainer.epoch + 1} of {epochs_of(trainer)})")
+        else:  # steps, or only the end of the last steps' epoch (validation...), are left
+            self.say(f"{where} (epoch {epoch} of {epochs_of(trainer)})")
 
     def on_epoch_start(self, trainer: Trainer) -> None:
         self.tick = time.perf_counter()

@@ -138,7 +138,7 @@ class Trainer:
     def _epochs(self) -> None:
         """Epoch after epoch: train, validate, end-of-epoch callbacks; stop when asked."""
         every = self.recipe.evaluation.every
-        while self._epoch_pending() and not self.stop_reason:
+        while self.work_left() and not self.stop_reason:
             self.callbacks("on_epoch_start", self)
             tick = time.perf_counter()
             try:
@@ -159,7 +159,7 @@ class Trainer:
             self._stop_on_signal(epoch_done=True)
             self.epoch += 1
 
-    def _epoch_pending(self) -> bool:
+    def work_left(self) -> bool:
         """Steps are left, or the last steps' epoch has not had its end (validation, callbacks,
         checkpoint): a run stopped between its final step and the end of that epoch finishes
         the epoch on resume instead of skipping it."""
