@@ -71,3 +71,20 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path: Pa
     with pytest.warns(TrainlabWarning, match=f"taking over the lock of pid {dead.pid}"):
         trainlab.train(None, out=run, resume=True, progress=False)
     assert (run / LOCK_NAME).read_text() == ""  # released at the end
+
+
+def test_a_fresh_trainer_never_trains_over_another_runs_checkpoints(tmp_path: Path):
+    """Two fresh runs set up on one empty --out: the second to take the lock finds the first's
+    checkpoints and refuses instead of overwriting them."""
+    from trainlab.engine.build import build
+    from trainlab.engine.loop import Trainer
+
+    run = tmp_path / "run"
+    recipe = trainlab.resolve_recipe(None, ONE_EPOCH)
+    late = Trainer(build(recipe), run, progress=False)  # set up while the folder was empty
+    trainlab.train(recipe, out=run, progress=False)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(RunFolderError, match="holds a checkpoint of another run"):
+        late.fit()
+    assert (run / "model.safetensors").read_bytes() == before
+    assert not late.lock.held

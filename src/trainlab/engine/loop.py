@@ -388,7 +388,7 @@ class Trainer:
     def check_recipe(self, saved: dict[str, Any], where: str) -> None:
         """The recipe this trainer runs must be the one the run started with (``saved``, read
         through the schema so that keys added since then take their defaults)."""
-        saved = validate(saved, f"{self.run_dir}: {where}").model_dump(mode="json")
+        saved = validate(saved, f"{self.run_dir}: {where}", trained=True).model_dump(mode="json")
         keys = recipe_differences(saved, self.recipe.model_dump(mode="json"))
         if keys:
             raise RunFolderError(
