@@ -93,6 +93,10 @@ def train(
     ``overrides``: ``{"optimizer.lr": 3e-3}`` or the CLI's ``["optimizer.lr=3e-3"]``.
     ``callbacks``: :class:`trainlab.Callback` instances, called after the metrics log and
     before the checkpointer (their state is saved in checkpoints under their ``key``).
+    ``resume``: continue the run in ``out`` from its last checkpoint (with the recipe it was
+    started with; any difference is refused, naming every differing key), or start it from step
+    0 when it has none yet (a missing folder, or one killed before its first checkpoint), so
+    re-running the same call after a crash finishes the run.
     ``model``: an ``nn.Module`` subclass or instance to train instead of ``model.name``; the run
     records its import path (``model.name=package.module:Class``) so it can be loaded again,
     which a class defined in ``__main__`` cannot be. A class is constructed with
