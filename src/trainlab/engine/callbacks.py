@@ -120,22 +120,25 @@ class JsonlLog(Callback):
         try:
             if self.path.exists():
                 os.truncate(self.path, _end_of_line(self.path, self.lines))
-            self.file = self.path.open("a", encoding="utf-8")
+            self.file = self.path.open("ab", buffering=0)  # unbuffered: nothing to flush late
         except OSError as exc:  # a full disk is exit 1; a log that is a folder, read-only... 2
             error = storage_error(exc, self.path, "cannot rewrite the log to resume")
             raise error if error.disk_full else RunFolderError(str(error)) from None
 
     def _write(self, record: dict[str, Any]) -> None:
+        """One record, written through to the OS (a short write is continued; a failed one is
+        one line, and its torn line is cut off on resume)."""
+        data = memoryview((json.dumps(record) + "\n").encode())
         try:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
+            while data:
+                data = data[self.file.write(data) :]
         except OSError as exc:
             raise storage_error(exc, self.path) from None
         self.lines += 1
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.file:
-            self.file.close()
+            self.file.close()  # unbuffered: closing writes nothing
             self.file = None
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ resumed run has the points of an uninterrupted one, none missing and none twice.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.engine.callbacks import Callback
 from trainlab.errors import RecipeError
-from trainlab.files import atomic_write
+from trainlab.files import atomic_write, storage_error
 
 if TYPE_CHECKING:
     from trainlab.engine.loop import Trainer
@@ -105,8 +106,11 @@ class CsvLog(Callback):
         if new:
             self._extend(new)
         cells = ["" if record.get(c) is None else _cell(record[c]) for c in self.columns]
-        csv.writer(self.file, lineterminator="\n").writerow(cells)
-        self.file.flush()
+        try:
+            csv.writer(self.file, lineterminator="\n").writerow(cells)
+            self.file.flush()
+        except OSError as exc:  # a full disk: one line (the torn row is cut back on resume)
+            raise storage_error(exc, self.path) from None
         self.rows += 1
 
     def _extend(self, new: list[str]) -> None:
@@ -124,7 +128,8 @@ class CsvLog(Callback):
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):  # a row the full disk refused: cut on resume
+                self.file.close()
             self.file = None
 
     def state_dict(self) -> dict[str, Any]:

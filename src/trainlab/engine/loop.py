@@ -112,16 +112,31 @@ class Trainer:
                 with self.signals:
                     try:
                         self._epochs()
-                    except RuntimeError as exc:
+                    except BaseException as exc:
+                        self._end_callbacks_after(exc)
                         where = f"at step {self.step + 1}"
-                        if error := nondeterministic_error(exc, self.device, where):
+                        if isinstance(exc, RuntimeError) and (
+                            error := nondeterministic_error(exc, self.device, where)
+                        ):
                             raise error from None
                         raise
-                    finally:
-                        self.callbacks("on_fit_end", self)
+                    self.callbacks("on_fit_end", self)
                 return self._finish()
         finally:
             self.lock.release()
+
+    def _end_callbacks_after(self, error: BaseException) -> None:
+        """``on_fit_end`` (files closed, best weights restored) while ``error`` stops the run;
+        a second failure there (closing a log on the same full disk) must not hide the first,
+        so it is only warned about."""
+        try:
+            self.callbacks("on_fit_end", self)
+        except Exception as exc:  # noqa: BLE001  (reported, and ``error`` is raised after)
+            warnings.warn(
+                f"while stopping on {type(error).__name__}: {type(exc).__name__}: {exc}",
+                TrainlabWarning,
+                stacklevel=3,
+            )
 
     def _claim_run_dir(self) -> None:
         """Under the lock: refuse to start afresh over another run's checkpoints, remove what
