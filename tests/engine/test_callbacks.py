@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.small_disk import small_disk
 from trainlab.engine.callbacks import MetricsLog
 from trainlab.errors import StorageError
 
@@ -29,12 +29,7 @@ def test_resume_cuts_the_log_back_to_the_checkpoints_lines(tmp_path: Path, lines
 
 
 def test_a_full_disk_while_logging_is_one_storage_error_and_closing_is_quiet(tmp_path: Path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)]
-    if subprocess.run(mount, capture_output=True).returncode:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
+    with small_disk(tmp_path, "64k") as disk:
         log = MetricsLog(disk / "metrics.jsonl")
         log.on_fit_start(None)
         with pytest.raises(StorageError, match="metrics.jsonl: no space left on device") as caught:
@@ -44,5 +39,3 @@ def test_a_full_disk_while_logging_is_one_storage_error_and_closing_is_quiet(tmp
         log.on_fit_end(None)  # nothing buffered is left to fail again
         written = (disk / "metrics.jsonl").read_bytes().split(b"\n")
         assert len(written) - 1 >= log.lines  # every counted line is on disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.small_disk import small_disk
 from trainlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from trainlab.errors import (
     CheckpointError,
@@ -166,11 +167,7 @@ def test_every_damaged_part_of_a_checkpoint_is_named_by_file(
 
 
 def test_a_full_disk_is_named_with_the_free_space_and_leaves_nothing_behind(tmp_path: Path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]).returncode:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
+    with small_disk(tmp_path, "256k") as disk:
         _save(disk, 10, 1.0)
         with pytest.raises(StorageError, match="no space left on device") as caught:
             save_checkpoint(disk, "last", 20, {"model.w": torch.ones(256, 256)}, {}, keep=2)
@@ -179,5 +176,3 @@ def test_a_full_disk_is_named_with_the_free_space_and_leaves_nothing_behind(tmp_
         )
         assert caught.value.exit_code == 1 and "\n" not in str(caught.value)
         _assert_intact(disk, 10, 1.0)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)

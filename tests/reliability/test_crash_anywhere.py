@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.small_disk import fill, small_disk
+
 KILL_AT = Path(__file__).with_name("kill_at.py")
 # 2 epochs of 10 steps (1,294 training digits, batches of 128), a 'last' checkpoint every 5
 RECIPE = [
@@ -131,32 +133,14 @@ def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
     assert sorted(p.name for p in out.iterdir()) == ["train.csv"]
 
 
-def _fill(disk: Path) -> Path:
-    """Fill the file system of ``disk`` to the last byte; returns the ballast file."""
-    ballast = disk / "ballast"
-    with open(ballast, "wb", buffering=0) as f:
-        for chunk in (1 << 20, 4096, 1):
-            try:
-                while True:
-                    f.write(b"\0" * chunk)
-            except OSError:
-                pass
-    return ballast
-
-
 def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
     tmp_path: Path, reference: dict
 ):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)]
-    if subprocess.run(mount, capture_output=True).returncode:
-        pytest.skip("mounting a small tmpfs needs root")
-    try:
+    with small_disk(tmp_path, "16m") as disk:
         out = disk / "run"
         stopped = _train(out, kill_at=f"{BATCH_END}:after:10:KILL")
         assert stopped.returncode == -9, stopped.stderr
-        ballast = _fill(disk)
+        ballast = fill(disk)
         full = _train(out, resume=True)
         assert full.returncode == 1, full.stderr
         errors = [line for line in full.stderr.splitlines() if "error" in line]
@@ -167,5 +151,3 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_there_is_room(
         resumed = _train(out, resume=True)
         assert resumed.returncode == 0, resumed.stderr
         assert _outcome(out) == reference
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=True)
