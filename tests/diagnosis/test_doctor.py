@@ -58,7 +58,7 @@ def test_cli_prints_a_line_per_finding_and_json(tmp_path: Path):
     assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 4  # 3 data findings + loss
     assert lines[-1] == f"ok: report -> {out / 'report.html'}"
     result = run_cli("doctor", "--checks", "initial_loss", "-o", str(out), "--json")
-    assert last_json(result.stdout)["findings"][0]["check"] == "initial loss"
+    assert last_json(result.stdout)["findings"][0]["check"] == "initial_loss"
 
 
 def test_an_unknown_check_is_one_line_and_exit_2(tmp_path: Path):

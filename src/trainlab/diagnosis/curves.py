@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from trainlab.diagnosis.checks import CHECK_REGISTRY, Context
 from trainlab.diagnosis.findings import Finding
 from trainlab.errors import TrainlabError
 from trainlab.figures import new_figure, save_figure
@@ -348,3 +349,24 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     ax_acc.grid(alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, path, dpi=100)
+
+
+def _monitor_findings(run_dir: Path) -> list[Finding]:
+    """The verdicts a run's layer monitor wrote (``training.monitor_every``), if it had one."""
+    path = run_dir / "monitor.json"
+    if not path.is_file():
+        return []
+    saved = json.loads(path.read_text())["findings"]
+    return [
+        Finding(f"monitor.{f['check']}", f["status"], f["summary"], f["advice"], f["values"])
+        for f in saved
+    ]
+
+
+@CHECK_REGISTRY.register("curves", needs_run=True)
+def _check(ctx: Context) -> list[Finding]:
+    """With --run: the run's loss curves (and its layer monitor's verdicts, if it had one)."""
+    assert ctx.run_dir is not None
+    records = load_records(ctx.run_dir)
+    plot_curves(records, ctx.out / "curves.png")
+    return [*check_curves(records, figure="curves.png"), *_monitor_findings(ctx.run_dir)]

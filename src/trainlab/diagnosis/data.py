@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from trainlab.diagnosis.checks import CHECK_REGISTRY, Context
 from trainlab.diagnosis.findings import Finding
 from trainlab.figures import new_figure, save_figure
 
@@ -353,3 +354,10 @@ def _vector_scatter(splits, names, shown, seed):  # type: ignore[no-untyped-def]
     ax.legend(fontsize=8, markerscale=2, loc="best", title="class")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     return fig
+
+
+@CHECK_REGISTRY.register("data")
+def _check(ctx: Context) -> list[Finding]:
+    """Look at the data: class balance, input statistics, leaks between splits; a sample grid."""
+    plot_class_samples(ctx.parts.splits, ctx.out / "data.png", seed=ctx.recipe.seed)
+    return check_data(ctx.parts.splits, figure="data.png")

@@ -1,23 +1,58 @@
-"""What every check returns: a verdict, what was measured, what to do about it."""
+"""What every check returns: a verdict, what was measured, what to do about it, and why.
+
+Two fields let the doctor tell one story instead of a list of symptoms:
+
+- ``cause`` names the root cause a check blames (one of :data:`CAUSES`, or empty when the
+  finding stands on its own, like a class imbalance). Causes are ranked from upstream to
+  downstream: a broken input pipeline makes every later check fail, a symmetric init makes the
+  learning rate look wrong, not the other way round. The doctor reports the most upstream
+  failing cause as the cause and marks the findings it explains (``diagnosis.story``).
+- ``fix`` is the finding's remedy as recipe overrides (``optimizer.lr=0.0003``), which
+  ``trainlab doctor --fix`` tries and a user can paste after ``trainlab train RECIPE``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Finding", "Status", "most_severe", "worst"]
+__all__ = ["CAUSES", "Finding", "Status", "cause_rank", "most_severe", "worst"]
 
 Status = Literal["ok", "warn", "fail"]
 _RANK = {"ok": 0, "warn": 1, "fail": 2}
+
+#: root causes, upstream first: a cause explains the failures of the causes ranked below it
+CAUSES: dict[str, int] = {
+    "data.pipeline": 0,  # preprocessing/augmentation make inputs unlike the data (values in 100s)
+    "data.labels": 0,  # labels misaligned with the inputs
+    "model.output": 1,  # the model outputs probabilities before a loss that expects logits
+    "init.symmetric": 1,  # all-zero or constant weights: every unit of a layer is the same
+    "init.scale": 2,  # the init is too small or too large for the activation (collapse/explode)
+    "init.last_layer": 2,  # the last layer's bias or scale makes the initial loss far above ln C
+    "units.dead": 3,  # dead ReLUs
+    "units.saturated": 3,  # saturated sigmoid/tanh units
+    "gradients": 3,  # vanishing or exploding gradients
+    "lr.high": 4,
+    "lr.low": 4,
+    "capacity": 5,  # the model is too small to fit the sample
+}
+
+
+def cause_rank(cause: str) -> int | None:
+    """The rank of ``cause`` in :data:`CAUSES` (None for a finding that names no cause)."""
+    return CAUSES.get(cause)
 
 
 @dataclass(frozen=True)
 class Finding:
     """One check's verdict.
 
-    ``summary`` is one line saying what was measured against what was expected; ``advice`` says
-    what to do (empty when ok); ``values`` holds the measured numbers (JSON-able) so scripts and
-    tests read them without parsing text; ``figures`` are PNG paths relative to the report folder.
+    ``check`` is the registered check's name (``initial_loss``), or ``NAME.ASPECT`` for one of
+    several findings of a check (``data.balance``). ``summary`` is one line saying what was
+    measured against what was expected; ``advice`` says what to do (empty when ok); ``values``
+    holds the measured numbers (JSON-able) so scripts and tests read them without parsing text;
+    ``figures`` are PNG paths relative to the report folder; ``cause`` and ``fix``: see the
+    module docstring.
     """
 
     check: str
@@ -26,6 +61,17 @@ class Finding:
     advice: str = ""
     values: dict[str, Any] = field(default_factory=dict)
     figures: tuple[str, ...] = ()
+    cause: str = ""
+    fix: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.cause and self.cause not in CAUSES:
+            raise ValueError(f"unknown cause {self.cause!r}; known: {', '.join(CAUSES)}")
+
+    @property
+    def name(self) -> str:
+        """The registered check this finding comes from (``data`` for ``data.balance``)."""
+        return self.check.split(".")[0]
 
     def line(self) -> str:
         """The one line ``trainlab doctor`` prints for this finding."""
@@ -38,6 +84,8 @@ class Finding:
             "status": self.status,
             "summary": self.summary,
             "advice": self.advice,
+            "cause": self.cause,
+            "fix": list(self.fix),
             "values": self.values,
             "figures": list(self.figures),
         }

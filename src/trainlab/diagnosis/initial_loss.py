@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from trainlab.diagnosis.checks import CHECK_REGISTRY, Context, training_batches
 from trainlab.diagnosis.findings import Finding
 from trainlab.nn.init import WEIGHTED, _measuring  # the same "as training sees it" mode as LSUV
 from trainlab.nn.losses import LOSSES
@@ -115,7 +116,7 @@ def check_initial_loss(
     if expected is None:
         values["zero_score_loss"] = zero_loss
         return Finding(
-            "initial loss",
+            "initial_loss",
             "ok",
             f"{loss_name} at init {measured:.4g} (all-zero scores give {zero_loss:.4g}); "
             f"not judged: only cross-entropy, KL and BCE have a known value at init",
@@ -129,7 +130,7 @@ def check_initial_loss(
     )
     if not math.isfinite(measured):
         return Finding(
-            "initial loss",
+            "initial_loss",
             "fail",
             summary,
             "the loss is not finite before any training: look for NaN/inf inputs or weights",
@@ -150,14 +151,26 @@ def check_initial_loss(
                 "the scores are too large: the last layer's init is too big for its input; "
                 "scale it down (a smaller-std init, or zero-init the last layer)"
             )
-        return Finding("initial loss", status, summary, f"over-confident at init: {cause}", values)
+        return Finding("initial_loss", status, summary, f"over-confident at init: {cause}", values)
     if ratio < LOW_RATIO:
         return Finding(
-            "initial loss",
+            "initial_loss",
             "warn",
             summary,
             "below chance before training: the model may see the labels (a leak), or the "
             "last-layer bias is set to the class priors (fine on imbalanced data)",
             values,
         )
-    return Finding("initial loss", "ok", summary, values=values)
+    return Finding("initial_loss", "ok", summary, values=values)
+
+
+@CHECK_REGISTRY.register("initial_loss")
+def _check(ctx: Context) -> Finding:
+    """The loss at initialisation against -ln(1/C) (lecture 002's first sanity check)."""
+    import copy
+
+    parts = ctx.parts
+    model = copy.deepcopy(parts.model)
+    return check_initial_loss(
+        model, training_batches(parts, 5), ctx.recipe.loss.name, parts.num_classes
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from trainlab.diagnosis.checks import CHECK_REGISTRY, Context
 from trainlab.diagnosis.findings import Finding
 from trainlab.engine.build import build
 from trainlab.engine.metrics import hard_labels, predictions
@@ -254,3 +255,9 @@ def run_overfit_check(
         )
     expected = math.log(parts.num_classes) if plain.loss.name == "cross_entropy" else None
     return check_overfit(run, probe, parts.base_lr, expected)
+
+
+@CHECK_REGISTRY.register("overfit")
+def _check(ctx: Context) -> Finding:
+    """Overfit a small sample with regularisation off (step 3), and the label probe."""
+    return run_overfit_check(ctx.recipe)
