@@ -257,35 +257,79 @@ def doctor(
     run: str | Path | None = None,
     checks: tuple[str, ...] | None = None,
     on_finding: Any = None,
+    *,
+    fix: bool = False,
+    on_check: Any = None,
 ) -> dict[str, Any]:
-    """Run the doctor's checks on a recipe (and the loss curves of ``run``, a run folder).
+    """Run the doctor's checks on a recipe, or on a run folder's own recipe and its curves.
 
-    Writes figures, ``report.html`` and ``findings.json`` into ``out`` (default
-    ``doctor-NAME``); returns ``{"status", "findings", "report"}``, status the worst finding's.
+    With ``run``, the run's ``recipe.yaml`` is the recipe diagnosed; a ``recipe``/``overrides``
+    that differ from it are named in a warning. Writes figures, ``report.html`` and
+    ``findings.json`` into ``out`` (default ``doctor-NAME``). ``on_finding`` sees each finding
+    once all are made (they are reconciled into one story first), ``on_check`` each check's
+    name as it starts. ``fix=True`` tries the top fixes (``diagnosis.fixes``). Returns
+    ``{"status", "findings", "report", "run", "fixes", "keep"}``, status the worst finding's.
     """
-    from trainlab.diagnosis.doctor import CHECKS, run_doctor
+    from trainlab.diagnosis.doctor import CHECK_REGISTRY, CHECKS, fix_trials, run_doctor
     from trainlab.diagnosis.findings import worst
     from trainlab.errors import RecipeError
 
-    resolved = resolve_recipe(recipe, overrides)
     for name in checks or ():
         if name not in CHECKS:
             raise RecipeError(f"--checks: unknown check {name!r}; valid: {', '.join(CHECKS)}")
     run_dir = Path(run) if run is not None else None
-    from trainlab.diagnosis.doctor import CHECK_REGISTRY
-
     for name in checks or ():
         if CHECK_REGISTRY.get(name).info.get("needs_run") and run_dir is None:
             raise RecipeError(f"--checks {name}: this check reads a run's curves; give --run RUN")
-    if run_dir is not None and not (run_dir / "metrics.jsonl").is_file():
-        raise RunFolderError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    if run_dir is not None:
+        resolved = _run_recipe(run_dir, recipe, overrides)
+    else:
+        resolved = resolve_recipe(recipe, overrides)
     folder = Path(out) if out is not None else Path(f"doctor-{resolved.name}")
-    findings = run_doctor(resolved, folder, run_dir, checks or CHECKS, on_finding=on_finding)
+    findings = run_doctor(resolved, folder, run_dir, checks or CHECKS, on_check=on_check)
+    for finding in findings:
+        if on_finding is not None:
+            on_finding(finding)
+    trials, keep = fix_trials(resolved, findings, folder) if fix else ([], ())
     return {
         "status": worst(findings),
         "findings": [f.to_json() for f in findings],
         "report": str(folder / "report.html"),
+        "run": None if run_dir is None else str(run_dir),
+        "fixes": [t.to_json() for t in trials],
+        "keep": list(keep),
     }
+
+
+def _run_recipe(
+    run_dir: Path, recipe: Recipe | str | Path | None, overrides: list[str] | None
+) -> Recipe:
+    """The recipe ``run_dir`` was trained with (its ``recipe.yaml``); a given recipe or
+    overrides that differ from it are a warning naming the keys (the run's own is used)."""
+    import warnings
+
+    from trainlab.errors import TrainlabWarning
+    from trainlab.recipe import load_recipe, recipe_differences
+
+    if not (run_dir / "metrics.jsonl").is_file():
+        raise RunFolderError(f"{run_dir}: not a run folder (no metrics.jsonl)")
+    saved_path = run_dir / "recipe.yaml"
+    if not saved_path.is_file():
+        raise RunFolderError(f"{run_dir}: no recipe.yaml, so the run's recipe is unknown")
+    saved = load_recipe(saved_path, trained=True)
+    if recipe is None and not overrides:
+        return saved
+    given = resolve_recipe(saved if recipe is None else recipe, overrides)
+    keys = recipe_differences(saved.model_dump(mode="json"), given.model_dump(mode="json"))
+    if keys:
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        warnings.warn(
+            f"{saved_path}: the run was trained with its own recipe, which differs from the "
+            f"one given in {shown}; diagnosing the run's",
+            TrainlabWarning,
+            stacklevel=2,
+        )
+    return saved
 
 
 def list_components(kind: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:

@@ -232,22 +232,36 @@ def export(
     _emit(result, as_json)
 
 
+#: ``trainlab doctor``'s exit code when a check fails (with ``--strict``, also when one warns);
+#: as linters do: 0 clean, 1 findings, 2 bad input
+DOCTOR_FINDINGS_EXIT = 1
+
+
 @app.command()
 @user_errors
 def doctor(
     args: list[str] = typer.Argument(
         None,
         metavar="[RECIPE] [KEY=VALUE]...",
-        help="recipe YAML (default: recipes/digits.yaml), overrides",
+        help="recipe YAML (default: recipes/digits.yaml; with --run: the run's own), overrides",
     ),
     out: str = typer.Option(None, "--out", "-o", help="report folder (default: doctor-NAME)"),
-    run: str = typer.Option(None, "--run", help="a run folder whose loss curves to read"),
+    run: str = typer.Option(
+        None, "--run", help="a run folder: diagnose its recipe.yaml and read its curves"
+    ),
     checks: str = typer.Option(
         None, "--checks", help="comma-separated subset: data,initial_loss,layers,overfit,..."
     ),
+    strict: bool = typer.Option(False, "--strict", help="exit 1 on warnings too"),
+    fix: bool = typer.Option(
+        False, "--fix", help="try the top fixes (re-run the failed checks) and report"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON (last line)"),
 ) -> None:
-    """Check a recipe the way lecture 002 debugs a network; one line per finding + a report."""
+    """Check a recipe the way lecture 002 debugs a network; one line per finding + a report.
+
+    Exit code 0 when no check fails, 1 when one fails (with --strict: or warns), 2 on bad input.
+    """
     from trainlab.api import doctor as run_doctor
 
     recipe, overrides = split_recipe_args(args or [])
@@ -257,10 +271,35 @@ def doctor(
         if not as_json:
             print(finding.line(), flush=True)
 
-    result = run_doctor(recipe, overrides, out=out, run=run, checks=chosen, on_finding=show)
+    def started(name: str) -> None:
+        if not as_json and sys.stderr.isatty():
+            print(f"doctor: {name} ...", file=sys.stderr, flush=True)
+
+    result = run_doctor(
+        recipe, overrides, out=out, run=run, checks=chosen, on_finding=show, fix=fix,
+        on_check=started,
+    )  # fmt: skip
     if not as_json:
+        _print_fixes(result, recipe, run)
         print(f"{result['status']}: report -> {result['report']}")
     _emit(result, as_json)
+    if result["status"] == "fail" or (strict and result["status"] == "warn"):
+        raise typer.Exit(DOCTOR_FINDINGS_EXIT)
+
+
+def _print_fixes(result: dict[str, Any], recipe: str | None, run: str | None) -> None:
+    """``--fix``: a line per fix tried, then the recipe line to keep."""
+    from trainlab.diagnosis.fixes import FixTrial
+
+    for trial in result["fixes"]:
+        t = FixTrial(tuple(trial["fix"]), trial["target"], trial["before"], trial["after"],
+                     trial["kept"])  # fmt: skip
+        print(t.line())
+    if result["fixes"] and result["keep"]:
+        where = recipe or (f"{run}/recipe.yaml" if run else "")
+        print("keep: trainlab train " + " ".join([where, *result["keep"]]).strip())
+    elif result["fixes"]:
+        print("keep: no fix tried made its check better; see the advice above")
 
 
 @app.command()

@@ -1,11 +1,11 @@
-"""Check 4: activation statistics per layer (lecture 000)."""
+"""The layers check's activation statistics per layer (lecture 000)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from trainlab.diagnosis.activations import activation_stats, check_activations
+from trainlab.diagnosis.activations import Setting, activation_stats, check_activations
 
 from .conftest import mlp
 
@@ -17,8 +17,8 @@ def test_sigmoid_net_with_std_one_init_is_flagged_saturated():
     assert len(stats) == 8 and all(s.kind == "Sigmoid" for s in stats)
     assert all(s.saturated is not None and s.saturated > 0.5 for s in stats)
     finding = check_activations(stats)
-    assert finding.status == "fail"
-    assert "saturated" in finding.advice
+    assert finding.status == "fail" and finding.cause == "units.saturated"
+    assert "saturated" in finding.advice and finding.fix == ("model.init=xavier_normal",)
     assert finding.values["init"]["max_saturated"] > 0.5
 
 
@@ -28,6 +28,8 @@ def test_deep_tanh_with_small_normal_init_collapses_and_advice_names_xavier():
     finding = check_activations(stats)
     assert finding.status == "fail"
     assert "collapse" in finding.advice and "xavier" in finding.advice.lower()
+    assert "sqrt(2 / (fan_in + fan_out))" in finding.advice  # Glorot's std, not LeCun's
+    assert finding.cause == "init.scale" and finding.fix == ("model.init=xavier_normal",)
     assert finding.values["init"]["per_layer_ratio"] < 0.8
 
 
@@ -44,6 +46,11 @@ def test_xavier_relu_collapse_advice_names_kaiming_and_fan_in():
     finding = check_activations(stats)
     assert finding.status != "ok"
     assert "kaiming" in finding.advice.lower() and "k*k*C_in" in finding.advice
+    assert "sqrt(2 / fan_in)" in finding.advice and finding.fix == ("model.init=kaiming_normal",)
+    # a recipe whose init already fits is not told to use it: the architecture is blamed
+    fits = check_activations(stats, setting=Setting(init="kaiming_normal", norm="none"))
+    assert fits.cause == "init.scale" and fits.fix == ("model.norm=batch",)
+    assert "model.init" not in fits.advice
 
 
 def test_exploding_activations_are_flagged():
@@ -61,8 +68,12 @@ def test_dead_units_counted_per_channel_and_flagged_after_training():
     assert [s.kind for s in stats] == ["ReLU"] and stats[0].dead == 6 / 8
     healthy = [*stats]
     healthy[0] = type(stats[0])(**{**stats[0].to_json(), "dead": 0.0})
-    finding = check_activations(healthy, stats)
-    assert finding.status == "fail" and "after training" in finding.advice
+    at_init = check_activations(stats)  # dead from the start: the biases did it
+    assert at_init.status == "fail" and at_init.cause == "units.dead"
+    assert "6 ReLU" not in at_init.advice and "1 ReLU" in at_init.advice
+    finding = check_activations(healthy, stats, Setting(lr=0.1))  # died while training
+    assert finding.status == "warn" and "after training" in finding.advice
+    assert finding.cause == "lr.high" and finding.fix == ("optimizer.lr=0.01",)
 
 
 def test_model_without_activation_modules_falls_back_to_layer_outputs():
@@ -75,7 +86,8 @@ def test_model_without_activation_modules_falls_back_to_layer_outputs():
             return self.b(torch.relu(self.a(x)))
 
     stats = activation_stats(Functional(), X)
-    assert [s.name for s in stats] == ["a", "b"] and stats[0].kind == "Linear"
+    assert [s.name for s in stats] == ["a Linear(64->32)", "b Linear(32->10)"]
+    assert stats[0].kind == "Linear"
 
 
 def test_default_recipe_passes_and_is_left_untouched(default_recipe_batches):

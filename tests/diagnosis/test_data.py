@@ -6,10 +6,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import trainlab
 from trainlab.data.datasets import Splits, load_splits
-from trainlab.diagnosis.data import check_data, plot_class_samples
-from trainlab.recipe import Recipe
+from trainlab.data.preprocess import create_preprocessor
+from trainlab.diagnosis.data import (
+    check_data,
+    check_inputs,
+    check_split,
+    plot_class_samples,
+    seen_from_parts,
+    validation_too_small,
+)
+from trainlab.engine.build import build
+from trainlab.recipe import Recipe, load_recipe
 
 
 def splits_of(name: str, **data) -> Splits:
@@ -28,16 +39,98 @@ def blobs(n: int, counts: list[int], seed: int = 0, d: int = 4) -> tuple[np.ndar
 
 
 def test_digits_is_ok_everywhere():
-    f = by_check(check_data(splits_of("digits"), figure="samples.png"))
+    parts = build(trainlab.resolve_recipe(None, []))
+    seen = seen_from_parts(parts)
+    f = by_check(check_data(parts.splits, figure="samples.png", seen=seen, data=parts.recipe.data))
     assert {k: v.status for k, v in f.items()} == {
         "data.balance": "ok",
+        "data.split": "ok",
         "data.inputs": "ok",
+        "data.pipeline": "ok",
         "data.duplicates": "ok",
     }, [v.line() for v in f.values()]
     assert f["data.balance"].figures == ("samples.png",)
     assert sum(f["data.balance"].values["train_counts"].values()) == 1294
     assert f["data.duplicates"].values["test_in_train"] == 0  # digits has no exact copies
     assert len(f["data.inputs"].values["mean"]) == 1  # one channel
+    assert f["data.split"].values["val_examples"] == 144
+    assert f["data.pipeline"].values["std_ratio"] < 1.5  # random_crop + per_channel
+
+
+def test_standardize_with_random_crop_fails_the_pipeline_and_names_the_pair():
+    # refused for new runs (issue 17); trained=True builds it as an old run folder would
+    recipe = load_recipe(None, ["preprocess.name=standardize"], trained=True)
+    parts = build(recipe)
+    f = by_check(check_data(parts.splits, seen=seen_from_parts(parts), data=recipe.data))
+    pipe = f["data.pipeline"]
+    assert pipe.status == "fail", pipe.line()
+    assert "preprocess.name=standardize with augment[0] random_crop" in pipe.summary
+    assert pipe.cause == "data.pipeline" and pipe.fix == ("preprocess.name=per_channel",)
+    assert pipe.values["max_ratio"] > 5 and pipe.values["std_ratio"] > 3
+    assert f["data.inputs"].status == "ok"  # un-augmented, standardize is fine
+    fixed = trainlab.resolve_recipe(recipe, list(pipe.fix))
+    assert fixed.preprocess.name == "per_channel"
+
+
+def test_raw_digits_without_preprocessing_are_unnormalised():
+    splits = splits_of("digits")
+    inputs = check_inputs(splits)  # what a recipe with preprocess: none shows the model
+    assert inputs.status == "warn" and "unnormalised" in inputs.summary
+    assert inputs.cause == "data.scale" and inputs.fix == ("preprocess.name=per_channel",)
+    pre = create_preprocessor("per_channel", 1e-5, splits.in_shape)
+    pre.fit(torch.from_numpy(splits.x_train))
+    assert check_inputs(splits, pre, "per_channel").status == "ok"
+
+
+def test_features_100x_apart_are_fine_when_preprocessing_standardises(tmp_path: Path):
+    x, y = blobs(0, [200, 200])
+    x[:, 3] *= 1000.0
+    np.savez(tmp_path / "scales.npz", x=x, y=y)
+    splits = splits_of("npz", path=str(tmp_path / "scales.npz"))
+    raw = check_inputs(splits, lambda t: t, "none")
+    assert raw.status == "warn" and raw.values["scale_ratio"] > 100
+    assert raw.fix == ("preprocess.name=standardize",) and "standardize" in raw.advice
+    pre = create_preprocessor("standardize", 1e-5, splits.in_shape)
+    pre.fit(torch.from_numpy(splits.x_train))
+    ok = check_inputs(splits, pre, "standardize")
+    assert ok.status == "ok", ok.line()
+    assert ok.values["raw_scale_ratio"] > 100 and ok.values["scale_ratio"] < 2
+    assert "standardi" not in ok.advice
+
+
+def test_validation_too_small_rule():
+    assert validation_too_small(144, 10) is None  # the digits recipe's split
+    assert validation_too_small(400, 10) is None  # MNIST-1D's
+    assert "standard error" in validation_too_small(20, 2)
+    assert "per class" in validation_too_small(40, 10)
+    assert "no validation split" in validation_too_small(0, 10)
+
+
+def test_a_tiny_validation_split_is_said_too_small_with_a_fraction_that_would_do(tmp_path: Path):
+    x, y = blobs(0, [40, 40, 40, 40])
+    np.savez(tmp_path / "tiny.npz", x=x, y=y)
+    cfg = Recipe.model_validate({"data": {"name": "npz", "path": str(tmp_path / "tiny.npz")}}).data
+    splits = load_splits(cfg)
+    split = check_split(splits, cfg)
+    assert split.values["val_examples"] < 30
+    assert split.status == "warn" and "too small to judge" in split.summary
+    assert split.fix and split.fix[0].startswith("data.val_fraction=")
+    fraction = float(split.fix[0].split("=")[1])
+    assert fraction > cfg.val_fraction
+    bigger = load_splits(cfg.model_copy(update={"val_fraction": fraction}))
+    assert check_split(bigger, cfg).status == "ok"  # the proposed fraction does
+
+
+def test_a_class_with_no_validation_example_is_named(tmp_path: Path):
+    x, y = blobs(0, [300, 300, 1])
+    np.savez(tmp_path / "lone.npz", x=x, y=y)
+    s = splits_of("npz", path=str(tmp_path / "lone.npz"))
+    split = check_split(s)
+    assert split.status == "warn" and split.values["val_missing_classes"] == ["2"]
+    assert "no validation example" in split.summary
+    x, y = blobs(0, [300, 300, 100])
+    np.savez(tmp_path / "all.npz", x=x, y=y)
+    assert check_split(splits_of("npz", path=str(tmp_path / "all.npz"))).status == "ok"
 
 
 def test_imbalanced_npz_is_flagged(tmp_path: Path):

@@ -26,7 +26,7 @@ def default_report(tmp_path_factory) -> tuple[dict, Path]:
 
 def test_the_default_recipe_is_healthy_on_every_check(default_report):
     result, _ = default_report
-    checks = {f["check"].split(".")[0].replace(" ", "_") for f in result["findings"]}
+    checks = {f["check"].split(".")[0] for f in result["findings"]}
     assert checks == set(CHECKS)
     assert result["status"] == "ok", [
         f["summary"] for f in result["findings"] if f["status"] != "ok"
@@ -55,7 +55,7 @@ def test_cli_prints_a_line_per_finding_and_json(tmp_path: Path):
     result = run_cli("doctor", "--checks", "data,initial_loss", "-o", str(out))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 4  # 3 data findings + loss
+    assert [line.split()[0] for line in lines[:-1]] == ["ok"] * 6  # 5 data findings + loss
     assert lines[-1] == f"ok: report -> {out / 'report.html'}"
     result = run_cli("doctor", "--checks", "initial_loss", "-o", str(out), "--json")
     assert last_json(result.stdout)["findings"][0]["check"] == "initial_loss"
@@ -99,10 +99,78 @@ def test_every_registered_check_reports_on_the_default_recipe(default_report, na
     result, folder = default_report
     entry = CHECK_REGISTRY.get(name)
     assert entry.summary  # what `trainlab list check` shows
-    mine = [f for f in result["findings"] if f["check"].split(".")[0].replace(" ", "_") == name]
-    if name == "curves":  # the monitor's verdicts come with the curves when the run had one
-        mine = [f for f in mine if not f["check"].startswith("monitor")]
+    mine = [f for f in result["findings"] if f["check"].split(".")[0] == name]
     assert mine, f"{name} made no finding"
     for finding in mine:
         assert finding["status"] == "ok", finding
         assert all((folder / figure).is_file() for figure in finding["figures"])
+
+
+def test_a_failing_check_exits_1_and_strict_counts_warnings(tmp_path: Path):
+    """The documented exit codes: 1 when a check fails; with --strict also when one warns."""
+    failed = run_cli("doctor", "optimizer.lr=10", "--checks", "overfit", "-o", str(tmp_path / "f"))
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stdout.splitlines()[0].startswith("fail overfit: ")
+    assert failed.stdout.splitlines()[-1].startswith("fail: report -> ")
+    warned = run_cli(
+        "doctor", "preprocess.name=none", "--checks", "data", "--strict", "-o", str(tmp_path / "w")
+    )
+    assert warned.returncode == 1, warned.stderr
+    assert warned.stdout.splitlines()[-1].startswith("warn: report -> ")
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("mlp") / "run"
+    trainlab.train(None, ["model.name=mlp", *QUICK_RUN], out=run, progress=False)
+    return run
+
+
+def test_run_without_a_recipe_diagnoses_the_runs_own_recipe(mlp_run: Path, tmp_path: Path):
+    """--run RUN alone used to diagnose the default (convnet) recipe against an MLP's curves."""
+    result = trainlab.doctor(None, [], out=tmp_path / "d", run=mlp_run, checks=("layers",))
+    layers = next(f for f in result["findings"] if f["check"] == "layers.activations")
+    assert "Conv" not in layers["summary"] and "Linear" in json.dumps(layers["values"])
+    saved = json.loads((tmp_path / "d" / "findings.json").read_text())
+    assert saved["title"] == f"trainlab doctor: recipe 'digits', run {mlp_run}"
+    assert result["run"] == str(mlp_run)
+
+
+def test_a_recipe_that_differs_from_the_runs_is_a_warning_naming_the_keys(
+    mlp_run: Path, tmp_path: Path
+):
+    from trainlab.errors import TrainlabWarning
+
+    with pytest.warns(TrainlabWarning, match=r"differs from the one given in model\.name"):
+        result = trainlab.doctor(None, ["model.name=convnet"], out=tmp_path / "d", run=mlp_run,
+                                 checks=("initial_loss",))  # fmt: skip
+    assert result["status"] == "ok"
+
+
+def test_a_full_batch_recipe_gets_every_check_that_applies(tmp_path: Path):
+    """L-BFGS used to end the doctor in a traceback (`step() missing ... 'closure'`)."""
+    result = trainlab.doctor(
+        None, ["optimizer={name: lbfgs, lr: 1.0}", "model.name=mlp"], out=tmp_path / "d"
+    )
+    by_check = {f["check"]: f for f in result["findings"]}
+    assert by_check["lr_range"]["summary"].startswith("not applicable: lbfgs")
+    assert by_check["layers.updates"]["summary"].startswith("not applicable")
+    assert by_check["overfit"]["status"] == "ok", by_check["overfit"]["summary"]
+    assert result["status"] == "ok", [
+        f["summary"] for f in result["findings"] if f["status"] != "ok"
+    ]
+
+
+def test_fix_proves_the_fix_on_a_symmetric_init(tmp_path: Path):
+    """model.init=zeros: the doctor names the symmetric units (not the lr), tries the fitting
+    init, re-runs the failed checks and keeps it because they pass."""
+    result = trainlab.doctor(
+        None, ["model.init=zeros"], out=tmp_path / "d", checks=("layers", "overfit"), fix=True
+    )
+    symmetry = next(f for f in result["findings"] if f["check"] == "layers.symmetry")
+    assert symmetry["status"] == "fail" and symmetry["fix"] == ["model.init=kaiming_normal"]
+    others = [f for f in result["findings"] if f["status"] != "ok" and f is not symmetry]
+    assert all(f["advice"].startswith("follows from layers.symmetry") for f in others), others
+    assert result["fixes"][0]["fix"] == ["model.init=kaiming_normal"]
+    assert result["fixes"][0]["kept"] and result["keep"] == ["model.init=kaiming_normal"]
+    assert set(result["fixes"][0]["after"].values()) == {"ok"}

@@ -41,10 +41,16 @@ def test_monitoring_records_every_n_steps_and_changes_nothing(tmp_path: Path):
     assert [r["step"] for r in records] == [1, *range(10, steps + 1, 10)]
     first = records[0]
     assert [a["kind"] for a in first["activations"]] == ["ReLU", "ReLU"]
-    assert len(first["gradients"]) == 3 and all(g["grad_norm"] > 0 for g in first["gradients"])
+    assert [a["name"] for a in first["activations"]] == ["3 ReLU", "7 ReLU"]  # as the doctor
+    assert [g["name"] for g in first["gradients"]] == [
+        "1 Linear(64->64)", "5 Linear(64->64)", "9 Linear(64->10)"
+    ]  # fmt: skip
+    assert all(g["grad_norm"] > 0 for g in first["gradients"])
     assert all(1e-5 < g["update_ratio"] < 1e-1 for g in first["gradients"])
     verdict = json.loads((tmp_path / "m" / "monitor.json").read_text())
-    assert [f["status"] for f in verdict["findings"]] == ["ok", "ok"]
+    checks = ["layers.activations", "layers.gradients", "layers.updates", "layers.symmetry"]
+    assert [f["check"] for f in verdict["findings"]] == checks
+    assert [f["status"] for f in verdict["findings"]] == ["ok"] * 4
 
 
 def test_a_saturating_network_is_reported_at_the_end(tmp_path: Path):
@@ -54,8 +60,23 @@ def test_a_saturating_network_is_reported_at_the_end(tmp_path: Path):
         "model.activation=sigmoid",
         "model.init={name: normal, std: 1.0}",
     ]
-    with pytest.warns(TrainlabWarning, match="monitor: (warn|fail) activations: .*saturated"):
+    with pytest.warns(
+        TrainlabWarning, match="monitor: (warn|fail) layers.activations: .*saturated"
+    ):
         trainlab.train(None, [*overrides, "training.monitor_every=20"], out=tmp_path / "s")
+
+
+def test_an_all_zero_init_is_reported_as_symmetric_units_not_a_learning_rate(tmp_path: Path):
+    overrides = [*MLP, "model.init=zeros", "schedule.warmup_epochs=0", "training.monitor_every=10"]
+    with pytest.warns(TrainlabWarning, match="monitor: fail layers.symmetry: .*identical units"):
+        trainlab.train(None, overrides, out=tmp_path / "z")
+    verdict = json.loads((tmp_path / "z" / "monitor.json").read_text())
+    symmetry, *others = sorted(verdict["findings"], key=lambda f: f["check"] != "layers.symmetry")
+    assert symmetry["cause"] == "init.symmetric" and symmetry["fix"] == [
+        "model.init=kaiming_normal"
+    ]
+    for finding in others:  # nothing blames the learning rate: all follow from the symmetry
+        assert finding["status"] == "ok" or finding["values"]["explained_by"] == "layers.symmetry"
 
 
 @pytest.mark.parametrize(

@@ -58,17 +58,39 @@ def test_shuffled_labels_are_a_label_bug(shuffled_digits: Path):
 
 
 @pytest.mark.parametrize(
-    "overrides, cause",
+    "overrides, cause, fix",
     [
-        (["optimizer.lr=10"], "learning rate too high"),
-        (["optimizer.lr=1e-7"], "learning rate too low"),
-        (["model.widths=[2]"], "model too small"),
+        (["optimizer.lr=10"], "lr.high", ("optimizer.lr=1",)),
+        (["optimizer.lr=1e-5"], "lr.low", ("optimizer.lr=0.0001",)),
+        (["model.widths=[2]"], "capacity", ("model.widths=[4]",)),
     ],
     ids=["lr-too-high", "lr-too-low", "too-small"],
 )
-def test_failures_name_their_cause(overrides, cause):
+def test_failures_name_their_cause_and_fix(overrides, cause, fix):
     finding = _check(*overrides)
-    assert finding.status == "fail" and cause in finding.advice, finding.line()
+    assert (finding.status, finding.cause, finding.fix) == ("fail", cause, fix), finding.line()
+
+
+def test_full_accuracy_with_a_high_loss_is_not_a_fitted_sample():
+    """A softmax before cross-entropy classifies the sample but its loss cannot go below
+    ln(1 + (C - 1)/e) = 1.46 on 10 classes: that is a fail naming the output, not an ok."""
+    from torch import nn
+
+    from trainlab.diagnosis.overfit import LabelProbe, OverfitRun, check_overfit
+
+    run = OverfitRun([0, 100, 200, 300], [2.3, 1.6, 1.5, 1.47], [0.1, 0.9, 1.0, 1.0])
+    finding = check_overfit(run, LabelProbe(0.3, 0.05), 0.003, 2.30)
+    assert (finding.status, finding.cause) == ("fail", "model.output"), finding.line()
+    fitted = OverfitRun([0, 30], [2.3, 0.04], [0.1, 1.0])
+    assert check_overfit(fitted, LabelProbe(0.98, 0.5), 0.003, 2.30).status == "ok"
+    del nn
+
+
+def test_a_full_batch_recipe_gets_the_check():
+    """L-BFGS steps through a closure on the (sample's) full batch."""
+    finding = _check("optimizer={name: lbfgs, lr: 1.0}")
+    assert finding.status == "ok", finding.line()
+    assert finding.values["steps"] <= 50
 
 
 def test_the_probe_reuses_the_runs_first_steps(tmp_path: Path):

@@ -36,6 +36,8 @@ def findings(folder: Path) -> list[Finding]:
             "regularise <script>alert(1)</script>, augment, stop earlier",
             {"val_rise": 0.4},
             (png(folder, "curves.png", 0),),
+            cause="regularization",
+            fix=("optimizer.weight_decay=0.05", "training.early_stopping.patience=5"),
         ),
         Finding(
             "data.balance",
@@ -60,6 +62,8 @@ def test_report_files_and_escaping(tmp_path: Path):
     assert "&lt;b&gt;not bold&lt;/b&gt;" in text and "doctor: digits &lt;recipe&gt;" in text
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing from outside the folder
     assert 'src="samples%20per%20class.png"' in text
+    assert "<code>optimizer.weight_decay=0.05 training.early_stopping.patience=5</code>" in text
+    assert "Cause: <code>regularization</code>" in text
     data = json.loads((tmp_path / "findings.json").read_text())
     assert data["status"] == "fail" and [f["check"] for f in data["findings"]] == [
         "initial_loss",

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from trainlab.diagnosis.checks import CHECK_REGISTRY, Context
 from trainlab.diagnosis.findings import Finding
+from trainlab.diagnosis.fixes import FixTrial, try_fixes
+from trainlab.diagnosis.story import reconcile
 from trainlab.engine.build import build
 from trainlab.engine.seeding import preserved_global_state, set_rng_state
 from trainlab.errors import RunFolderError
@@ -24,6 +26,7 @@ from trainlab.recipe import Recipe
 #: registration depends on what imported a module first, so it is not relied on)
 CHECK_MODULES = {
     "data": "trainlab.diagnosis.data",
+    "baselines": "trainlab.diagnosis.baselines",
     "initial_loss": "trainlab.diagnosis.initial_loss",
     "layers": "trainlab.diagnosis.layers",
     "overfit": "trainlab.diagnosis.overfit",
@@ -33,7 +36,7 @@ CHECK_MODULES = {
 for _module in CHECK_MODULES.values():
     importlib.import_module(_module)
 
-__all__ = ["CHECKS", "CHECK_REGISTRY", "Context", "run_doctor"]
+__all__ = ["CHECKS", "CHECK_REGISTRY", "Context", "fix_trials", "run_doctor"]
 
 #: the checks ``trainlab doctor --checks`` may name, in the order they run
 CHECKS = tuple(CHECK_MODULES)
@@ -46,11 +49,31 @@ def run_doctor(
     run_dir: Path | None = None,
     checks: tuple[str, ...] = CHECKS,
     seeds: tuple[int, ...] = (0, 1, 2),
-    on_finding: Callable[[Finding], None] | None = None,
+    on_check: Callable[[str], None] | None = None,
 ) -> list[Finding]:
-    """Run ``checks`` on ``recipe`` (those that need a run only with ``run_dir``), writing
-    figures and the report into ``out``; ``on_finding`` sees each finding as soon as it is
-    made. The caller's global RNGs and torch's switches are left as they were."""
+    """Run ``checks`` on ``recipe`` (those that need a run only with ``run_dir``), reconcile
+    their findings into one story (``diagnosis.story``) and write figures and the report into
+    ``out``; ``on_check`` is told each check's name as it starts. The caller's global RNGs and
+    torch's switches are left as they were."""
+    findings = _diagnose(recipe, out, run_dir, checks, seeds, on_check)
+    from trainlab.diagnosis.report import write_report
+
+    title = f"trainlab doctor: recipe {recipe.name!r}"
+    if run_dir is not None:
+        title += f", run {run_dir}"
+    write_report(findings, out, title, recipe.to_yaml())
+    return findings
+
+
+def _diagnose(
+    recipe: Recipe,
+    out: Path,
+    run_dir: Path | None,
+    checks: tuple[str, ...],
+    seeds: tuple[int, ...],
+    on_check: Callable[[str], None] | None = None,
+) -> list[Finding]:
+    """The reconciled findings of ``checks`` on ``recipe``; figures go into ``out``."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -59,17 +82,25 @@ def run_doctor(
     with preserved_global_state():
         parts = build(recipe)
         set_rng_state(parts.rng)  # the checks' random draws continue the recipe's stream
-        ctx = Context(recipe, parts, out, run_dir, tuple(seeds))
-        for name in checks:
+        ctx = Context(parts.recipe, parts, out, run_dir, tuple(seeds))
+        for name in (c for c in CHECKS if c in checks):
             entry = CHECK_REGISTRY.get(name)
             if entry.info.get("needs_run") and run_dir is None:
                 continue
+            if on_check is not None:
+                on_check(name)
             made = entry.factory(ctx)
-            for finding in made if isinstance(made, list) else [made]:
-                findings.append(finding)
-                if on_finding is not None:
-                    on_finding(finding)
-    from trainlab.diagnosis.report import write_report
+            findings += made if isinstance(made, list) else [made]
+    return reconcile(findings, parts.recipe)
 
-    write_report(findings, out, f"trainlab doctor: recipe {recipe.name!r}", recipe.to_yaml())
-    return findings
+
+def fix_trials(
+    recipe: Recipe, findings: list[Finding], out: Path, seeds: tuple[int, ...] = (0, 1, 2)
+) -> tuple[list[FixTrial], tuple[str, ...]]:
+    """``doctor --fix``: the root findings' fixes tried (``diagnosis.fixes``), each trial's
+    figures in ``out/fix-N``; returns the trials and the overrides worth keeping."""
+
+    def diagnose(trial: Recipe, checks: tuple[str, ...], folder: Path) -> list[Finding]:
+        return _diagnose(trial, folder, None, checks, seeds)
+
+    return try_fixes(recipe, findings, diagnose, out, CHECKS)

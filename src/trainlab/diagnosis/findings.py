@@ -16,26 +16,73 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CAUSES", "Finding", "Status", "cause_rank", "most_severe", "worst"]
+__all__ = [
+    "CAUSES",
+    "CAUSE_TEXT",
+    "DIRECT_CAUSES",
+    "Finding",
+    "Status",
+    "cause_rank",
+    "most_severe",
+    "worst",
+]
 
 Status = Literal["ok", "warn", "fail"]
-_RANK = {"ok": 0, "warn": 1, "fail": 2}
+#: statuses by severity
+STATUS_RANK = {"ok": 0, "warn": 1, "fail": 2}
 
 #: root causes, upstream first: a cause explains the failures of the causes ranked below it
 CAUSES: dict[str, int] = {
     "data.pipeline": 0,  # preprocessing/augmentation make inputs unlike the data (values in 100s)
     "data.labels": 0,  # labels misaligned with the inputs
+    "data.scale": 0,  # inputs the model sees are not centred/scaled (preprocessing missing)
     "model.output": 1,  # the model outputs probabilities before a loss that expects logits
     "init.symmetric": 1,  # all-zero or constant weights: every unit of a layer is the same
     "init.scale": 2,  # the init is too small or too large for the activation (collapse/explode)
     "init.last_layer": 2,  # the last layer's bias or scale makes the initial loss far above ln C
     "units.dead": 3,  # dead ReLUs
     "units.saturated": 3,  # saturated sigmoid/tanh units
-    "gradients": 3,  # vanishing or exploding gradients
-    "lr.high": 4,
-    "lr.low": 4,
-    "capacity": 5,  # the model is too small to fit the sample
+    "gradients": 4,  # vanishing or exploding gradients (saturated or dead units make them)
+    "lr.high": 5,
+    "lr.low": 5,
+    "capacity": 6,  # the model is too small to fit the sample
+    "regularization": 7,  # too little regularisation: the train/val (or test) gap grows
 }
+
+
+#: causes measured directly (the weights are all equal, the inputs reach hundreds, the model ends
+#: in a softmax, permuted labels are learned as fast): never explained away by another finding.
+#: The others are symptoms (a loss that does not fall, a ratio out of its band): several causes
+#: produce them, so an upstream direct cause explains them.
+DIRECT_CAUSES = frozenset(
+    {
+        "data.pipeline",
+        "data.labels",
+        "data.scale",
+        "model.output",
+        "init.symmetric",
+        "init.last_layer",
+    }
+)
+
+#: what each cause is, in words (the doctor's "follows from" line)
+CAUSE_TEXT: dict[str, str] = {
+    "data.pipeline": "the inputs training sees are broken by preprocessing/augmentation",
+    "data.labels": "the labels do not match the inputs",
+    "data.scale": "the inputs the model sees are not centred and scaled",
+    "model.output": "the model outputs probabilities where the loss expects logits",
+    "init.symmetric": "the init makes every unit of a layer the same (symmetric units)",
+    "init.scale": "the init's scale does not fit the activation",
+    "init.last_layer": "the last layer's init makes the initial loss far above ln C",
+    "units.dead": "dead ReLU units",
+    "units.saturated": "saturated sigmoid/tanh units",
+    "gradients": "gradients vanish or explode",
+    "lr.high": "the learning rate is too high",
+    "lr.low": "the learning rate is too low",
+    "capacity": "the model is too small",
+    "regularization": "too little regularisation for the data",
+}
+assert set(CAUSE_TEXT) == set(CAUSES), "every cause needs its words"
 
 
 def cause_rank(cause: str) -> int | None:
@@ -93,7 +140,7 @@ class Finding:
 
 def most_severe(*statuses: Status) -> Status:
     """The most severe of ``statuses`` (ok when there are none)."""
-    return max(statuses, key=_RANK.__getitem__, default="ok")
+    return max(statuses, key=STATUS_RANK.__getitem__, default="ok")
 
 
 def worst(findings: list[Finding]) -> Status:

@@ -6,7 +6,20 @@ distribution close to uniform, and its softmax cross-entropy close to ln C whate
 (for a uniform prediction the cross-entropy is ln C for every target distribution). Binary
 cross-entropy on logits near 0 gives ln 2 per output. A loss well above that means the network
 starts over-confident: scores too large (an init too big for the last layer) or a constant offset
-per class (a last-layer bias); the measurement splits the two.
+per class (a last-layer bias); the measurement splits the two (cause ``init.last_layer``).
+
+Soft targets (mixup, cutmix) change nothing for cross-entropy and BCE: a uniform prediction
+scores ln C (ln 2) against any target distribution. KL to a soft target t is cross-entropy minus
+H(t), so its expected value is ln C - H(t): the loss of all-zero scores, measured on the batch.
+
+A model that already outputs probabilities (a softmax or sigmoid at its end) before a loss that
+applies one itself fails with cause ``model.output``: softmax scores near 1/C give a loss near
+ln C, so the ratio alone would pass it, but the loss is then bounded and its gradients tiny.
+Seen from the scores (every row non-negative and summing to 1) or from the module that produced
+them (a Softmax/Sigmoid, found with forward hooks) with every score in [0, 1]; a sigmoid applied
+in a user's ``forward`` as a function, on one output, cannot be told from logits that happen to
+lie in [0, 1] and is not flagged. LogSoftmax before cross-entropy is harmless (log-softmax is
+idempotent) and is not flagged either.
 
 How the model is run: batch norm in train mode (what the first training step sees), dropout and
 the other stochastic layers off, no weight penalty and no label smoothing ("with regularisation
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,6 +56,11 @@ WARN_RATIO = 2.0
 FAIL_RATIO = 3.0
 LOW_RATIO = 0.75
 CHECKED = ("cross_entropy", "kl", "bce")
+# rows of softmax outputs sum to 1 up to float32 rounding (~1e-7 per term); logits never do
+ROW_SUM_TOL = 1e-3
+PROBABILITY_MODULES = (nn.Softmax, nn.Sigmoid, nn.Softmin, nn.Hardsigmoid)
+# inits that reset every bias to zero: all but the constructor's own weights
+KEEPS_BIASES = ("keep", "default")
 
 
 def expected_initial_loss(loss_name: str, num_classes: int) -> float | None:
@@ -54,24 +73,78 @@ def expected_initial_loss(loss_name: str, num_classes: int) -> float | None:
     return None
 
 
+@dataclass
+class _Measured:
+    """What :func:`_measure` saw over the batches (means over batches where averaged)."""
+
+    losses: list[float]
+    offset: float
+    spread: float
+    zero_loss: float
+    seen: int
+    soft: bool  # some targets were class probabilities (mixup, cutmix)
+    low: float  # smallest score
+    high: float  # largest score
+    row_sum_error: float  # max |sum of a row - 1|
+    producer: str  # type of the module whose output was the model's output ("" when none)
+    outputs: int  # scores per example
+
+
+def _producer_hooks(model: nn.Module, calls: list[tuple[nn.Module, object]]) -> list:
+    """Forward hooks recording (module, output) in the order calls finish (innermost first)."""
+
+    def record(module: nn.Module, args: tuple, output: object) -> None:
+        calls.append((module, output))
+
+    return [m.register_forward_hook(record) for m in model.modules() if m is not model]
+
+
 @torch.no_grad()
 def _measure(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_name: str
-) -> tuple[list[float], float, float, float, int]:
+) -> _Measured:
     loss_fn = LOSSES.build(loss_name)  # the registry defaults: no label smoothing
     losses, offsets, spreads, zero_losses, seen = [], [], [], [], 0
-    with _measuring(model):
-        for x, y in batches:
-            scores = model(x).float()
-            losses.append(float(loss_fn(scores, y)))
-            zero_losses.append(float(loss_fn(torch.zeros_like(scores), y)))
-            # a constant per-class offset (the same for every example: a bias) against the
-            # example-to-example spread of the scores
-            offsets.append(float(scores.mean(0).std()) if scores.shape[1] > 1 else 0.0)
-            spreads.append(float(scores.std(0).mean()) if scores.shape[0] > 1 else 0.0)
-            seen += x.shape[0]
+    low, high, row_error, producer, soft = math.inf, -math.inf, 0.0, "", False
+    calls: list[tuple[nn.Module, object]] = []
+    handles = _producer_hooks(model, calls)
+    try:
+        with _measuring(model):
+            for i, (x, y) in enumerate(batches):
+                calls.clear()
+                out = model(x)
+                if i == 0:  # the innermost module that returned the very output tensor
+                    producer = next((type(m).__name__ for m, o in calls if o is out), "")
+                scores = out.float()
+                soft = soft or y.is_floating_point()
+                losses.append(float(loss_fn(scores, y)))
+                zero_losses.append(float(loss_fn(torch.zeros_like(scores), y)))
+                # a constant per-class offset (the same for every example: a bias) against the
+                # example-to-example spread of the scores
+                offsets.append(float(scores.mean(0).std()) if scores.shape[1] > 1 else 0.0)
+                spreads.append(float(scores.std(0).mean()) if scores.shape[0] > 1 else 0.0)
+                low, high = min(low, float(scores.min())), max(high, float(scores.max()))
+                row_error = max(row_error, float((scores.sum(1) - 1).abs().max()))
+                seen += x.shape[0]
+    finally:
+        for h in handles:
+            h.remove()
     n = len(losses)
-    return losses, sum(offsets) / n, sum(spreads) / n, sum(zero_losses) / n, seen
+    return _Measured(
+        losses, sum(offsets) / n, sum(spreads) / n, sum(zero_losses) / n, seen, soft,
+        low, high, row_error, producer, int(scores.shape[1]),
+    )  # fmt: skip
+
+
+def _outputs_probabilities(m: _Measured) -> str:
+    """Why the scores look like probabilities rather than logits ("" when they do not)."""
+    if m.outputs > 1 and m.low >= 0 and m.row_sum_error < ROW_SUM_TOL:
+        where = f", last module {m.producer}" if m.producer else ""
+        return f"every row is non-negative and sums to 1{where}"
+    probability_module = m.producer in {c.__name__ for c in PROBABILITY_MODULES}
+    if probability_module and m.low >= 0 and m.high <= 1:
+        return f"every score is in [0, 1], made by a {m.producer} at the end of the model"
+    return ""
 
 
 def _last_bias_std(model: nn.Module) -> float:
@@ -82,51 +155,116 @@ def _last_bias_std(model: nn.Module) -> float:
     return float(last[-1].bias.detach().float().std())
 
 
+def _last_layer_cause(
+    m: _Measured, model: nn.Module, init_name: str | None
+) -> tuple[str, tuple[str, ...], float]:
+    """Advice, fix and the last bias's std for an initial loss far above expected: a
+    per-class offset carried by the last layer's bias, or scores too large overall."""
+    bias = _last_bias_std(model)
+    if m.offset > m.spread and bias >= 0.5 * m.offset:
+        if init_name in KEEPS_BIASES:
+            fix: tuple[str, ...] = ("model.init=kaiming_normal",)
+            how = (
+                f"start it at zero (model.init={init_name} keeps the constructor's biases; "
+                "every other model.init zeroes them, e.g. model.init=kaiming_normal)"
+            )
+        else:
+            fix = ()
+            how = "start it at zero in the model's constructor (or leave it to model.init)"
+        return (
+            f"the scores carry a constant per-class offset ({m.offset:.3g}) from the last "
+            f"layer's bias (std {bias:.3g}); {how}",
+            fix,
+            bias,
+        )
+    return (
+        "the scores are too large: the last layer's init is too big for its input; scale it "
+        "down (multiply the last layer's weights by 0.1, or zero them, in the model's "
+        "constructor: no recipe key sets the last layer alone)",
+        (),
+        bias,
+    )
+
+
+def _whole_init_cause(model: nn.Module, init_name: str | None) -> tuple[str, tuple[str, ...]]:
+    """When the scores are too large and the recipe's init does not fit the model's
+    activations (``normal`` with std 1 before sigmoids), the whole init is to blame, not the
+    last layer: (advice, fix) naming the fitting init; ("", ()) when the init fits."""
+    from trainlab.diagnosis.activations import ACTIVATION_MODULES, Setting, fitting_init
+
+    kinds = [type(m).__name__ for m in model.modules() if isinstance(m, ACTIVATION_MODULES)]
+    setting = Setting(init=init_name)
+    if init_name is None or setting.fits(kinds):
+        return "", ()
+    init, rule = fitting_init(kinds)
+    return (
+        f"the scores are too large because the init ({init_name}) is too large for the "
+        f"activation: {rule}",
+        setting.override("model.init", init),
+    )
+
+
 def check_initial_loss(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     loss_name: str,
     num_classes: int,
+    *,
+    init_name: str | None = None,
 ) -> Finding:
-    """The mean loss at initialisation over ``batches`` (preprocessed ``(x, y)``, a few suffice)
-    against its expected value: ok, or warn/fail when it is more than 2x/3x above it
-    (warn when below 0.75x: chance cannot be beaten before training).
+    """The mean loss at initialisation over ``batches`` (preprocessed ``(x, y)``, a few suffice;
+    ``y`` class indices or, mixed, class probabilities) against its expected value: ok, or
+    warn/fail when it is more than 2x/3x above it (warn when below 0.75x: chance cannot be
+    beaten before training); fail when the model outputs probabilities before a loss that
+    expects logits. ``init_name`` (the recipe's ``model.init``) decides whether a bias offset
+    has a recipe fix.
 
     ``values``: measured, expected, ratio (measured / expected), per-batch losses, the scores'
     per-class offset (std over classes of the batch-mean score) and spread (mean over classes of
-    the std over examples), examples seen. Losses other than cross-entropy, KL and BCE are
-    reported against the loss of all-zero scores but not judged.
+    the std over examples), examples seen, the scores' range and the module that made them.
+    Losses other than cross-entropy, KL and BCE are reported against the loss of all-zero scores
+    but not judged.
     """
     batches = list(batches)
     if not batches:
         raise ValueError("check_initial_loss needs at least one batch")
-    losses, offset, spread, zero_loss, seen = _measure(model, batches, loss_name)
-    measured = sum(losses) / len(losses)
+    m = _measure(model, batches, loss_name)
+    measured = sum(m.losses) / len(m.losses)
     expected = expected_initial_loss(loss_name, num_classes)
+    if expected is not None and loss_name == "kl" and m.soft:
+        expected = m.zero_loss  # ln C - H(t) for soft targets t
     values = {
         "loss": loss_name,
         "measured": measured,
         "expected": expected,
         "ratio": None if expected is None else measured / expected,
-        "batch_losses": losses,
-        "score_offset": offset,
-        "score_spread": spread,
-        "examples": seen,
+        "batch_losses": m.losses,
+        "score_offset": m.offset,
+        "score_spread": m.spread,
+        "score_range": [m.low, m.high],
+        "output_module": m.producer,
+        "soft_targets": m.soft,
+        "examples": m.seen,
     }
     if expected is None:
-        values["zero_score_loss"] = zero_loss
+        values["zero_score_loss"] = m.zero_loss
         return Finding(
             "initial_loss",
             "ok",
-            f"{loss_name} at init {measured:.4g} (all-zero scores give {zero_loss:.4g}); "
+            f"{loss_name} at init {measured:.4g} (all-zero scores give {m.zero_loss:.4g}); "
             f"not judged: only cross-entropy, KL and BCE have a known value at init",
             values=values,
         )
-    what = "ln 2" if loss_name == "bce" else f"ln {num_classes}"
+    if loss_name == "bce":
+        what = "ln 2"
+    elif loss_name == "kl" and m.soft:
+        what = f"ln {num_classes} - H(targets)"
+    else:
+        what = f"ln {num_classes}"
     summary = (
         f"{loss_name} at init {measured:.4g} vs expected {what} = {expected:.4g} "
-        f"(ratio {measured / expected:.2f}; scores: per-class offset {offset:.3g}, "
-        f"spread {spread:.3g})"
+        f"(ratio {measured / expected:.2f}; scores: per-class offset {m.offset:.3g}, "
+        f"spread {m.spread:.3g})"
     )
     if not math.isfinite(measured):
         return Finding(
@@ -136,22 +274,38 @@ def check_initial_loss(
             "the loss is not finite before any training: look for NaN/inf inputs or weights",
             values,
         )
+    why = _outputs_probabilities(m)
+    values["probabilities"] = bool(why)
+    if why:
+        applies = "a sigmoid" if loss_name == "bce" else "log-softmax"
+        return Finding(
+            "initial_loss",
+            "fail",
+            f"the model outputs probabilities, not logits ({why}): {summary}",
+            f"remove the final {m.producer or 'softmax/sigmoid'}: {loss_name} applies {applies} "
+            "itself, and on probabilities the loss is bounded and its gradients tiny",
+            values,
+            cause="model.output",
+        )
     ratio = measured / expected
     if ratio > WARN_RATIO:
         status = "fail" if ratio > FAIL_RATIO else "warn"
-        bias = _last_bias_std(model)
+        advice, fix, bias = _last_layer_cause(m, model, init_name)
         values["last_bias_std"] = bias
-        if offset > spread and bias >= 0.5 * offset:
-            cause = (
-                f"the scores carry a constant per-class offset ({offset:.3g}) from the last "
-                f"layer's bias (std {bias:.3g}); start it at zero (model.init zeroes biases)"
-            )
-        else:
-            cause = (
-                "the scores are too large: the last layer's init is too big for its input; "
-                "scale it down (a smaller-std init, or zero-init the last layer)"
-            )
-        return Finding("initial_loss", status, summary, f"over-confident at init: {cause}", values)
+        cause = "init.last_layer"
+        if not fix:  # not a bias offset with a recipe fix: is it the init as a whole?
+            whole, whole_fix = _whole_init_cause(model, init_name)
+            if whole:
+                advice, fix, cause = whole, whole_fix, "init.scale"
+        return Finding(
+            "initial_loss",
+            status,
+            summary,
+            f"over-confident at init: {advice}",
+            values,
+            cause=cause,
+            fix=fix,
+        )
     if ratio < LOW_RATIO:
         return Finding(
             "initial_loss",
@@ -172,5 +326,9 @@ def _check(ctx: Context) -> Finding:
     parts = ctx.parts
     model = copy.deepcopy(parts.model)
     return check_initial_loss(
-        model, training_batches(parts, 5), ctx.recipe.loss.name, parts.num_classes
+        model,
+        training_batches(parts, 5),
+        parts.recipe.loss.name,
+        parts.num_classes,
+        init_name=parts.recipe.model.init.name,
     )

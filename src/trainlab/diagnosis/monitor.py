@@ -9,6 +9,11 @@ checks as ``trainlab doctor`` and writes ``monitor.json``; warnings and failures
 It only reads: hooks are registered for the monitored step alone, nothing draws random numbers,
 so a monitored run trains bit for bit like an unmonitored one (tested). Its log follows the
 metrics log's rule: the line count is in every checkpoint, so a resumed run has no duplicate.
+
+Layers are named as the doctor names them (``3 Linear(64->10)``), and the verdicts are the
+doctor's four (:func:`~trainlab.diagnosis.layers.judge_layers`): ``layers.activations``,
+``layers.gradients``, ``layers.updates`` and ``layers.symmetry`` (the rows of every weight at the
+first record and at the last: a layer whose units stayed identical through training).
 """
 
 from __future__ import annotations
@@ -24,14 +29,13 @@ from torch import nn
 from trainlab.diagnosis.activations import (
     ACTIVATION_MODULES,
     LayerStats,
-    check_activations,
+    Setting,
     output_stats,
 )
-from trainlab.diagnosis.gradients import GradStats, check_gradients
+from trainlab.diagnosis.gradients import GradStats, check_updates, row_spread, weight_layers
 from trainlab.engine.callbacks import JsonlLog
 from trainlab.errors import TrainlabWarning
 from trainlab.files import atomic_write
-from trainlab.nn.init import WEIGHTED
 
 if TYPE_CHECKING:
     from trainlab.engine.loop import Trainer
@@ -52,7 +56,8 @@ class LayerMonitor(JsonlLog):
         self.before: list[torch.Tensor] | None = None
 
     def _weights(self, model: nn.Module) -> list[tuple[str, torch.Tensor]]:
-        return [(n, m.weight) for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
+        """(label, weight) of every trainable Linear/Conv layer, as the doctor names them."""
+        return [(label, m.weight) for label, m in weight_layers(model)]
 
     def _arm(self, model: nn.Module) -> None:
         """Before a monitored step: hook the activations, remember the weights."""
@@ -102,7 +107,7 @@ class LayerMonitor(JsonlLog):
             norm = float(old.norm())
             grad = float(w.grad.norm()) if w.grad is not None else 0.0
             update = float((w.detach() - old).norm()) / norm if norm > 0 else None
-            grads.append(GradStats(f"{name}.weight", grad, norm, update))
+            grads.append(GradStats(name, grad, norm, update, row_spread(old)))
         self.before = None
         self._write(
             {
@@ -119,15 +124,23 @@ class LayerMonitor(JsonlLog):
         records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
         if not records:
             return
+        from trainlab.diagnosis.layers import judge_layers
+
         first, last = records[0], records[-1]
-        acts = check_activations(
-            [_layer(a) for a in first["activations"]], [_layer(a) for a in last["activations"]]
-        )
+        setting = Setting.of(trainer.parts.recipe)
         # update/weight is judged where the learning rate peaks: at the end of a decaying
         # schedule every update is tiny by design
         peak = max(records, key=lambda r: (r.get("lr", 0.0), r["step"]))
-        grads = check_gradients([_grad(g) for g in peak["gradients"]])
-        findings = [acts, grads]
+        updates = check_updates([_grad(g) for g in peak["gradients"]], None, setting)
+        later = last is not first
+        findings = judge_layers(
+            [_layer(a) for a in first["activations"]],
+            [_layer(a) for a in last["activations"]] if later else None,
+            [_grad(g) for g in first["gradients"]],
+            [_grad(g) for g in last["gradients"]] if later else None,
+            setting,
+            updates=updates,
+        )
         out = self.path.with_name("monitor.json")
         payload = {
             "steps": {"first": first["step"], "last": last["step"], "peak_lr": peak["step"]},
@@ -144,4 +157,5 @@ def _layer(row: dict[str, Any]) -> LayerStats:
 
 
 def _grad(row: dict[str, Any]) -> GradStats:
-    return GradStats(**{k: row[k] for k in GradStats.__dataclass_fields__})
+    """A logged gradient row (logs written before ``row_spread`` existed lack it)."""
+    return GradStats(**{k: row[k] for k in GradStats.__dataclass_fields__ if k in row})

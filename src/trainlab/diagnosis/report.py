@@ -52,6 +52,7 @@ section.finding { margin: 18px 0 26px; padding: 14px 16px; border: 1px solid var
 section.finding.ok { border-left-color: var(--ok); }
 section.finding.warn { border-left-color: var(--warn); background: #fffdf3; }
 section.finding.fail { border-left-color: var(--fail); background: #fff8f7; }
+p.cause, p.fix { margin: 4px 0; font-size: 13px; }
 p.summary { margin: 4px 0; } p.advice { margin: 4px 0; color: #0b4f9c; font-weight: 600; }
 details { margin-top: 6px; color: var(--muted); font-size: 13px; }
 details pre { font-size: 12px; }
@@ -96,6 +97,11 @@ def render_html(
         ]
         if f.advice:
             parts.append(f'<p class="advice">What to do: {_e(f.advice)}</p>')
+        if f.cause:
+            parts.append(f'<p class="cause">Cause: <code>{_e(f.cause)}</code></p>')
+        if f.fix:
+            fix = " ".join(f.fix)
+            parts.append(f'<p class="fix">Fix (recipe overrides): <code>{_e(fix)}</code></p>')
         if f.values:
             values = json.dumps(f.values, indent=2, default=str, allow_nan=True)
             parts.append(

@@ -63,8 +63,10 @@ class Step:
         l2: float = 0.0,
         decay_params: list[torch.Tensor] | None = None,
         guard: bool = True,
+        needs_closure: bool = False,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.needs_closure = needs_closure
         self.autocast, self.grad_clip, self.guard = autocast, grad_clip, guard
         self.l1, self.l2 = l1, l2
         self.penalised = l1 > 0 or l2 > 0
@@ -97,6 +99,7 @@ class Step:
             l2=reg.l2,
             decay_params=[p for g in groups if g["decay"] for p in g["params"]],
             guard=recipe.training.nonfinite != "ignore",
+            needs_closure=parts.needs_closure,
         )
 
     def set_lr(self, lr: float) -> None:
@@ -126,6 +129,11 @@ class Step:
             apply_decoupled_decay(self.optimizer)
         self.optimizer.step()
         return StepOut(loss, scores.detach(), norm, updated=True)
+
+    def take(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOut:
+        """One step of the recipe's kind: :meth:`full_batch` for closure optimisers (L-BFGS),
+        else a mini-batch step (what a diagnosis that trains calls)."""
+        return self.full_batch(x, y, lr) if self.needs_closure else self(x, y, lr)
 
     def grad_norm(self) -> torch.Tensor:
         """The sum of the per-tensor gradient norms: one kernel, finite iff every gradient is."""

@@ -12,6 +12,14 @@ def _check(ctx: Context) -> Finding:
     """The lr range test over three seeds and lecture 002's 100-iteration rule (step 4)."""
     from trainlab.diagnosis.lr_finder import check_lr, lr_range_test, plot_lr_sweep
 
+    if ctx.parts.needs_closure:
+        return Finding(
+            "lr_range",
+            "ok",
+            f"not applicable: {ctx.recipe.optimizer.name} is a full-batch optimiser whose line "
+            "search sets its own step; the range test sweeps the lr of mini-batch steps",
+            values={"applicable": False},
+        )
     sweep = lr_range_test(ctx.recipe, seeds=ctx.seeds)
     plot_lr_sweep(sweep, ctx.out / "lr_range.png")
     return check_lr(sweep, figure="lr_range.png", current_lr=ctx.parts.base_lr)

@@ -17,24 +17,39 @@ def _fmt(lr: float | None) -> str:
     return "none" if lr is None else f"{lr:.2g}"
 
 
-def _judge_current(sweep: LRSweep, current: float) -> tuple[str, str]:
-    """(status, advice) for the recipe's own (absolute) lr against the sweep: fail at or above
-    the lr where the sweeps diverged or more than 2 decades above the suggestion, warn more
-    than 1.5 decades from it."""
+def _suggested_fix(sweep: LRSweep) -> tuple[str, ...]:
+    """``optimizer.lr=`` the suggestion in the recipe's units (before batch-size scaling)."""
+    if sweep.recipe_lr is None:
+        return ()
+    return (f"optimizer.lr={float(f'{sweep.recipe_lr:.2g}'):g}",)
+
+
+def _judge_current(sweep: LRSweep, current: float) -> tuple[str, str, str]:
+    """(status, advice, cause) for the recipe's own (absolute) lr against the sweep: fail at or
+    above the lr where the sweeps diverged or more than 2 decades above the suggestion, warn
+    more than 1.5 decades from it."""
     stops = [s.lrs[len(s.losses) - 1] for s in sweep.seeds if s.stop != "end" and s.losses]
     if stops and current >= min(stops):
-        return "fail", (
-            f"the recipe's lr {_fmt(current)} is at or above where the loss diverged in the "
-            f"sweep ({_fmt(min(stops))}): set optimizer.lr near {_fmt(sweep.recipe_lr)}"
+        return (
+            "fail",
+            (
+                f"the recipe's lr {_fmt(current)} is at or above where the loss diverged in the "
+                f"sweep ({_fmt(min(stops))}): set optimizer.lr near {_fmt(sweep.recipe_lr)}"
+            ),
+            "lr.high",
         )
     decades = math.log10(current / sweep.suggestion) if sweep.suggestion else 0.0
     if abs(decades) > 1.5:  # fail far above: 100x the suggestion trains badly or not at all
-        return "fail" if decades > 2 else "warn", (
-            f"the recipe's lr {_fmt(current)} is {abs(decades):.1f} decades "
-            f"{'above' if decades > 0 else 'below'} the suggestion: try optimizer.lr near "
-            f"{_fmt(sweep.recipe_lr)}"
+        return (
+            "fail" if decades > 2 else "warn",
+            (
+                f"the recipe's lr {_fmt(current)} is {abs(decades):.1f} decades "
+                f"{'above' if decades > 0 else 'below'} the suggestion: try optimizer.lr near "
+                f"{_fmt(sweep.recipe_lr)}"
+            ),
+            ("lr.high" if decades > 0 else "lr.low"),
         )
-    return "ok", ""
+    return "ok", "", ""
 
 
 def _rule_text(sweep: LRSweep) -> str:
@@ -72,6 +87,7 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
             "(preprocessing)",
             values,
             figures,
+            cause="gradients",
         )
     if sweep.shape == "no_descent":
         drop = max((s.drop for s in sweep.seeds), default=0.0)
@@ -90,6 +106,7 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
             "too low",
             values,
             figures,
+            cause="gradients",
         )
     lo, hi = sweep.steepest_range or (None, None)
     spread = sweep.spread or (None, None)
@@ -116,7 +133,9 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
             values,
             figures,
         )
-    status, advice = ("ok", "") if current_lr is None else _judge_current(sweep, current_lr)
+    status, advice, cause = (
+        ("ok", "", "") if current_lr is None else _judge_current(sweep, current_lr)
+    )
     if status == "ok" and sweep.rule_trials and sweep.rule_lr is None:
         status, advice = (
             "warn",
@@ -125,4 +144,7 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
                 f"{sweep.rule_iters} steps): confirm it with a short grid of real runs around it"
             ),
         )
-    return Finding("lr_range", status, f"{measured}{rule}", advice, values, figures)
+    fix = _suggested_fix(sweep) if cause else ()
+    return Finding(
+        "lr_range", status, f"{measured}{rule}", advice, values, figures, cause=cause, fix=fix
+    )
