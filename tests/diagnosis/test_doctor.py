@@ -108,9 +108,12 @@ def test_every_registered_check_reports_on_the_default_recipe(default_report, na
 
 def test_a_failing_check_exits_1_and_strict_counts_warnings(tmp_path: Path):
     """The documented exit codes: 1 when a check fails; with --strict also when one warns."""
-    failed = run_cli("doctor", "optimizer.lr=10", "--checks", "overfit", "-o", str(tmp_path / "f"))
+    failed = run_cli(
+        "doctor", "model.init={name: normal, std: 10}", "--checks", "initial_loss",
+        "-o", str(tmp_path / "f"),
+    )  # fmt: skip
     assert failed.returncode == 1, failed.stderr
-    assert failed.stdout.splitlines()[0].startswith("fail overfit: ")
+    assert failed.stdout.splitlines()[0].startswith("fail initial_loss: ")
     assert failed.stdout.splitlines()[-1].startswith("fail: report -> ")
     warned = run_cli(
         "doctor", "preprocess.name=none", "--checks", "data", "--strict", "-o", str(tmp_path / "w")
@@ -165,7 +168,7 @@ def test_fix_proves_the_fix_on_a_symmetric_init(tmp_path: Path):
     """model.init=zeros: the doctor names the symmetric units (not the lr), tries the fitting
     init, re-runs the failed checks and keeps it because they pass."""
     result = trainlab.doctor(
-        None, ["model.init=zeros"], out=tmp_path / "d", checks=("layers", "overfit"), fix=True
+        None, ["model.init=zeros"], out=tmp_path / "d", checks=("layers",), fix=True
     )
     symmetry = next(f for f in result["findings"] if f["check"] == "layers.symmetry")
     assert symmetry["status"] == "fail" and symmetry["fix"] == ["model.init=kaiming_normal"]

@@ -100,7 +100,7 @@ def test_labels_unrelated_to_inputs_show_no_descent(shuffled_digits: Path):
     assert sweep.steps == 180 and sweep.extra["lengthened_from"] == 60  # confirmed, longer
     finding = check_lr(sweep)
     assert finding.status == "fail" and "no descent" in finding.summary
-    assert "60 and 180 steps" in finding.summary
+    assert "at 60, the first at 180 steps" in finding.summary
     assert "labels" in finding.advice
 
 
