@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import shlex
 import sys
 import warnings
 from collections.abc import Callable
@@ -280,15 +281,18 @@ def doctor(
         on_check=started,
     )  # fmt: skip
     if not as_json:
-        _print_fixes(result, recipe, run)
+        _print_fixes(result, recipe, overrides, run)
         print(f"{result['status']}: report -> {result['report']}")
     _emit(result, as_json)
     if result["status"] == "fail" or (strict and result["status"] == "warn"):
         raise typer.Exit(DOCTOR_FINDINGS_EXIT)
 
 
-def _print_fixes(result: dict[str, Any], recipe: str | None, run: str | None) -> None:
-    """``--fix``: a line per fix tried, then the recipe line to keep."""
+def _print_fixes(
+    result: dict[str, Any], recipe: str | None, overrides: list[str], run: str | None
+) -> None:
+    """``--fix``: a line per fix tried, then the command to keep (the recipe and overrides
+    diagnosed, less those a kept fix replaces, then the kept fixes)."""
     from trainlab.diagnosis.fixes import FixTrial
 
     for trial in result["fixes"]:
@@ -297,7 +301,12 @@ def _print_fixes(result: dict[str, Any], recipe: str | None, run: str | None) ->
         print(t.line())
     if result["fixes"] and result["keep"]:
         where = recipe or (f"{run}/recipe.yaml" if run else "")
-        print("keep: trainlab train " + " ".join([where, *result["keep"]]).strip())
+        fixed = {k.split("=", 1)[0] for k in result["keep"]}
+        given = (
+            [] if run else [shlex.quote(o) for o in overrides if o.split("=", 1)[0] not in fixed]
+        )
+        kept = [shlex.quote(k) for k in result["keep"]]
+        print("keep: trainlab train " + " ".join([where, *given, *kept]).strip())
     elif result["fixes"]:
         print("keep: no fix tried made its check better; see the advice above")
 

@@ -177,3 +177,18 @@ def test_fix_proves_the_fix_on_a_symmetric_init(tmp_path: Path):
     assert result["fixes"][0]["fix"] == ["model.init=kaiming_normal"]
     assert result["fixes"][0]["kept"] and result["keep"] == ["model.init=kaiming_normal"]
     assert set(result["fixes"][0]["after"].values()) == {"ok"}
+
+
+def test_fix_ends_with_the_command_to_keep(capsys):
+    """The last line of --fix: the recipe and the overrides diagnosed, less those a kept fix
+    replaces, then the kept fixes (quoted for the shell)."""
+    from trainlab.cli import _print_fixes
+
+    trial = {"fix": ["model.init=kaiming_normal"], "target": "layers.symmetry",
+             "before": {"layers": "fail"}, "after": {"layers": "ok"}, "kept": True}  # fmt: skip
+    result = {"fixes": [trial], "keep": ["model.init=kaiming_normal"]}
+    _print_fixes(result, "mnist1d", ["model.init=zeros", "optimizer={name: sgd}"], None)
+    assert capsys.readouterr().out.splitlines() == [
+        "fix model.init=kaiming_normal (for layers.symmetry): layers fail -> ok (kept)",
+        "keep: trainlab train mnist1d 'optimizer={name: sgd}' model.init=kaiming_normal",
+    ]
