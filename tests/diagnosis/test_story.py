@@ -87,3 +87,20 @@ def test_every_cause_has_a_rank_and_words():
     assert set(CAUSE_TEXT) == set(CAUSES) and set(CAUSES) >= DIRECT_CAUSES
     with pytest.raises(ValueError, match="unknown cause"):
         Finding("x", "fail", "s", cause="lr.toohigh")
+
+
+def test_findings_of_one_cause_share_the_most_direct_fix_and_say_so(recipe):
+    """lr 1: the overfit check's "10x lower" and the range test's suggestion were two numbers
+    for one cause; the range test measured it, so its value is the one in every finding."""
+    told = reconcile(
+        [
+            _f("overfit", "fail", "lr.high", ("optimizer.lr=0.1",)),
+            _f("lr_range", "warn", "lr.high", ("optimizer.lr=0.014",)),
+        ],
+        recipe,
+    )
+    assert [f.fix for f in told] == [("optimizer.lr=0.014",)] * 2
+    assert told[0].advice == (
+        "the learning rate is too high: optimizer.lr=0.014 (the value lr_range measured)"
+    )
+    assert told[0].values["own_fix"] == ["optimizer.lr=0.1"] and told[1].advice == "lr_range advice"

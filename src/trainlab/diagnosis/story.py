@@ -130,15 +130,24 @@ def _one_fix_per_cause(findings: list[Finding]) -> list[Finding]:
         for f in findings
         if f.status != "ok" and f.cause and f.fix and not _EXPLAINED & set(f.values)
     ]
-    chosen: dict[str, tuple[str, ...]] = {}
+    chosen: dict[str, Finding] = {}
     for f in sorted(told, key=lambda f: _authority(f.check)):
-        chosen.setdefault(f.cause, f.fix)
-    return [
-        replace(f, fix=chosen[f.cause])
-        if f.status != "ok" and f.cause in chosen and f.fix and not _EXPLAINED & set(f.values)
-        else f
-        for f in findings
-    ]
+        chosen.setdefault(f.cause, f)
+    return [_share_fix(f, chosen[f.cause]) if f in told else f for f in findings]
+
+
+def _share_fix(finding: Finding, source: Finding) -> Finding:
+    """``finding`` with ``source``'s fix; when that differs from its own, its advice names the
+    shared fix instead of its own value (one cause, one number in the whole report)."""
+    if finding.fix == source.fix:
+        return finding
+    fix = " ".join(source.fix)
+    return replace(
+        finding,
+        fix=source.fix,
+        advice=f"{CAUSE_TEXT[finding.cause]}: {fix} (the value {source.check} measured)",
+        values={**finding.values, "own_advice": finding.advice, "own_fix": list(finding.fix)},
+    )
 
 
 _EXPLAINED = {"explained_by", "contradicted_by"}

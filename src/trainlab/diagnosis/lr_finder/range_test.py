@@ -61,7 +61,9 @@ def lr_range_test(
         if longer.shape == "diverges_at_once":  # not what "no descent" over the range meant
             sweep = dataclasses.replace(sweep, extra={"longer_shape": longer.shape})
         else:
-            sweep = dataclasses.replace(longer, extra={"lengthened_from": steps})
+            sweep = dataclasses.replace(
+                longer, extra={"lengthened_from": steps, "short_seeds": len(seeds)}
+            )
     if rule_iters == 0:
         return sweep
     return _with_rule(recipe, sweep, seeds[0], rule_iters, rule_tries, diverge)

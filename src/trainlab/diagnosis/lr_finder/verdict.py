@@ -74,7 +74,8 @@ def check_lr(sweep: LRSweep, figure: str | None = None, current_lr: float | None
     rule = f"; {_rule_text(sweep)}" if sweep.rule_trials else ""
     seeds = len(sweep.seeds)
     short = sweep.extra.get("lengthened_from")
-    counted = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    swept = sweep.extra.get("short_seeds", seeds)  # the short sweep's seeds (all of them)
+    counted = f"{swept} seed{'s' if swept != 1 else ''}"
     sweeps = f"{counted} at {short}, the first at {sweep.steps} steps" if short else counted
     if sweep.shape == "diverges_at_once":
         n = [len(s.losses) for s in sweep.seeds]
