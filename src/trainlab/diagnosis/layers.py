@@ -103,7 +103,7 @@ def layer_findings(
     model.train()
     taken = 0
     for x, y in batches:
-        done = step.full_batch(x, y, parts.base_lr) if full else step(x, y, parts.base_lr)
+        done = step.take(x, y, parts.base_lr)
         if not done.updated:
             break  # a non-finite loss or gradient: the statistics below say where
         taken += 1
