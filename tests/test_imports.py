@@ -123,7 +123,8 @@ LAYERS = [
     ("trainlab.nn", "trainlab.data", "trainlab.optim", "trainlab.figures"),
     ("trainlab.engine",),
     ("trainlab.diagnosis", "trainlab.evaluation"),
-    ("trainlab.api", "trainlab.cli", "trainlab"),
+    ("trainlab.runs", "trainlab.seeds", "trainlab.tuning"),
+    ("trainlab.api", "trainlab.cli", "trainlab.cli_common", "trainlab.cli_search", "trainlab"),
 ]
 
 

@@ -28,7 +28,9 @@ from trainlab.api import (
     load_run,
     predict,
     resolve_recipe,
+    search,
     train,
+    train_seeds,
 )
 from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError, TrainlabWarning
 from trainlab.recipe import Recipe, load_recipe
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "train",
+    "train_seeds",
+    "search",
     "evaluate",
     "doctor",
     "build",

@@ -6,23 +6,21 @@ reloads a run folder (recipe + weights + preprocessing) and measures it on the t
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import RecipeError, RunFolderError
 from trainlab.recipe import Overrides, Recipe, resolve_recipe
+from trainlab.runs import train
+from trainlab.seeds import train_seeds
 
 if TYPE_CHECKING:
-    from torch import nn
-
-    from trainlab.engine.callbacks import Callback
-    from trainlab.engine.result import RunResult
     from trainlab.evaluation.predictor import Predictor
 
 __all__ = [
     "train",
+    "train_seeds",
+    "search",
     "evaluate",
     "doctor",
     "resolve_recipe",
@@ -32,171 +30,6 @@ __all__ = [
     "predict",
     "export",
 ]
-
-
-def _new_run_dir(out: str | Path | None, name: str) -> Path:
-    if out is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{name}-{stamp}"
-        n = 1
-        while out.exists():
-            n += 1
-            out = Path("runs") / f"{name}-{stamp}-{n}"
-    run_dir = Path(out)
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RunFolderError(
-            f"{run_dir}: already exists and is not empty; use --resume to continue that run "
-            "or choose another --out"
-        )
-    return run_dir
-
-
-def _resume_dir(out: str | Path | None) -> tuple[Path, bool]:
-    """The run folder ``--resume`` continues, and whether it holds a checkpoint yet.
-
-    A missing or empty folder, or a run folder killed before its first checkpoint, is resumed
-    from step 0 (so re-running the same command after a crash at any moment works); a folder
-    that is not a run's is refused, as a plain ``train`` would.
-    """
-    if out is None:
-        raise RunFolderError("--resume needs --out DIR naming the run to continue")
-    from trainlab.engine.checkpoint import has_checkpoint
-    from trainlab.engine.lock import LOCK_NAME
-
-    run_dir = Path(out)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: not a folder; --out names a run folder")
-    if has_checkpoint(run_dir / "checkpoints"):
-        return run_dir, True
-    entries = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    if entries and not entries & {"recipe.yaml", LOCK_NAME, "checkpoints"}:
-        raise RunFolderError(
-            f"{run_dir}: not a run folder (no recipe.yaml, no checkpoints) and not empty; "
-            "choose another --out"
-        )
-    return run_dir, False
-
-
-def train(
-    recipe: Recipe | str | Path | None = None,
-    overrides: Overrides | None = None,
-    *,
-    out: str | Path | None = None,
-    callbacks: Sequence[Callback] = (),
-    resume: bool = False,
-    model: type[nn.Module] | nn.Module | None = None,
-    progress: bool = True,
-) -> RunResult:
-    """Train one recipe into a run folder; returns its :class:`RunResult` (``.val`` to select
-    on, ``.test`` to report; all of ``summary.json`` in ``.summary``).
-
-    ``overrides``: ``{"optimizer.lr": 3e-3}`` or the CLI's ``["optimizer.lr=3e-3"]``.
-    ``callbacks``: :class:`trainlab.Callback` instances, called after the metrics log and
-    before the checkpointer (their state is saved in checkpoints under their ``key``).
-    ``resume``: continue the run in ``out`` from its last checkpoint (with the recipe it was
-    started with; any difference is refused, naming every differing key), or start it from step
-    0 when it has none yet (a missing folder, or one killed before its first checkpoint), so
-    re-running the same call after a crash finishes the run.
-    ``model``: an ``nn.Module`` subclass or instance to train instead of ``model.name``; the run
-    records its import path (``model.name=package.module:Class``) so it can be loaded again,
-    which a class defined in ``__main__`` cannot be. A class is constructed with
-    ``num_classes`` (and ``in_shape`` when its signature asks) plus ``model.kwargs``; an
-    instance is trained as it is. Either keeps its own initial weights unless the recipe names
-    a ``model.init``.
-
-    Everything is validated and the data is loaded before the folder is created, so a bad recipe
-    or bad data leaves no half-made run behind and never touches an existing one.
-    """
-    from trainlab.engine.build import build
-    from trainlab.engine.loop import Trainer
-
-    instance = _model_override(model)
-    started = False
-    if resume:
-        run_dir, started = _resume_dir(out)
-        if recipe is None and (run_dir / "recipe.yaml").is_file():
-            recipe = run_dir / "recipe.yaml"
-    if model is not None:  # an override like any other: the schema then picks its defaults
-        overrides = _with_override(overrides, "model.name", _import_path(model))
-    resolved = resolve_recipe(recipe, overrides)
-    if not resume:
-        run_dir = _new_run_dir(out, resolved.name)
-    extra = [*_checked(callbacks), *_diagnosis_callbacks(resolved, run_dir)]
-    trainer = Trainer(build(resolved, model=instance), run_dir, extra, progress=progress)
-    if started:
-        trainer.resume()
-    elif resume:
-        _fresh_start_in(trainer)
-    return trainer.fit()
-
-
-def _fresh_start_in(trainer: Any) -> None:
-    """``--resume`` on a run that has no checkpoint yet: same recipe, then step 0, said once."""
-    import warnings
-
-    from trainlab.errors import TrainlabWarning
-
-    if (trainer.run_dir / "recipe.yaml").is_file():
-        trainer.check_recipe(trainer.saved_recipe(), "recipe.yaml")
-    warnings.warn(
-        f"{trainer.run_dir}: no checkpoint yet; starting from step 0",
-        TrainlabWarning,
-        stacklevel=3,
-    )
-
-
-def _with_override(overrides: Overrides | None, key: str, value: str) -> Overrides:
-    """``overrides`` plus ``key=value``, in the form they came in (mapping or strings)."""
-    if isinstance(overrides, Mapping):
-        return {**overrides, key: value}
-    return [*(overrides or []), f"{key}={value}"]
-
-
-def _checked(callbacks: Sequence[Callback]) -> list[Callback]:
-    from trainlab.engine.callbacks import Callback
-
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks: {cb!r} is not a trainlab.Callback")
-    return list(callbacks)
-
-
-def _diagnosis_callbacks(recipe: Recipe, run_dir: Path) -> list[Callback]:
-    """The recipe's callbacks that live above the engine (the loop never imports the doctor)."""
-    if not recipe.training.monitor_every:
-        return []
-    from trainlab.diagnosis.monitor import LayerMonitor
-
-    return [LayerMonitor(run_dir / "layers.jsonl", recipe.training.monitor_every)]
-
-
-def _model_override(model: type[nn.Module] | nn.Module | None) -> nn.Module | None:
-    """The instance to train (None for a class: the builder constructs it by its path)."""
-    import torch
-
-    if model is None or isinstance(model, torch.nn.Module):
-        return model
-    if isinstance(model, type) and issubclass(model, torch.nn.Module):
-        return None
-    raise TypeError(f"model: expected an nn.Module subclass or instance, got {model!r}")
-
-
-def _import_path(model: type | object) -> str:
-    """``package.module:Class`` of a model class or instance, refused when it could not be
-    imported again to load the run (``__main__``, a class defined inside a function)."""
-    cls = model if isinstance(model, type) else type(model)
-    where = f"{cls.__module__}:{cls.__qualname__}"
-    if cls.__module__ == "__main__":
-        raise RecipeError(
-            f"model={cls.__qualname__}: a class defined in __main__ (a script or notebook) "
-            "cannot be imported again to load the run; move it into a module and import it"
-        )
-    if "<locals>" in cls.__qualname__:
-        raise RecipeError(
-            f"model={cls.__qualname__}: a class defined inside a function cannot be imported "
-            "again to load the run; define it at the top level of a module"
-        )
-    return where
 
 
 def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> dict[str, Any]:
@@ -428,3 +261,44 @@ def export(
     from trainlab.evaluation.predictor import load_run as load
 
     return export_run(load(run_dir, weights, device="cpu"), fmt, out)
+
+
+def search(
+    recipe: Recipe | str | Path | None,
+    space: str | Path,
+    overrides: Overrides | None = None,
+    *,
+    out: str | Path | None = None,
+    trials: int | None = None,
+    sampler: str = "random",
+    pruner: str = "none",
+    stages: str | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    workers: int = 1,
+    metric: str | None = None,
+    seed: int | None = None,
+    retries: int = 0,
+    heartbeat: int = 30,
+    prune_sick: bool = False,
+    seeds: int | None = None,
+    on_trial: Any = None,
+) -> dict[str, Any]:
+    """Search ``space`` (a YAML file of ``KEY.PATH: distribution``) around ``recipe`` on Optuna;
+    see :mod:`trainlab.tuning.study`. Returns what ``OUT/search.json`` records: each stage's
+    ranges and trials, the best trial (by validation only) and its ``best.yaml``, and with
+    ``seeds`` the best recipe's mean +- std over that many seeds.
+
+    ``out`` (default ``search-NAME``) holds one run folder per trial and, without ``storage``,
+    the SQLite study; re-running the same call continues the study. ``workers`` > 1 starts
+    that many local processes on one shared storage (PostgreSQL: SQLite is refused, as Optuna's
+    FAQ advises against concurrent writers to one SQLite file). ``on_trial`` sees each finished
+    trial's card (stage, number, params, state, value, reason).
+    """
+    settings = dict(locals())  # the keywords above, as given: search_config checks them
+    for name in ("recipe", "space", "overrides", "workers", "on_trial"):
+        del settings[name]
+    from trainlab.tuning.launch import search_config, search_with_workers
+
+    cfg = search_config(recipe, space, overrides, **settings)
+    return search_with_workers(cfg, workers, on_trial)

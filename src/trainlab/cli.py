@@ -6,17 +6,17 @@ with code 2; with ``--json`` the last stdout line is always one JSON object.
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 import shlex
 import sys
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import typer
 
+from trainlab import cli_search
+from trainlab.cli_common import emit as _emit
+from trainlab.cli_common import make_console, split_recipe_args, user_errors
 from trainlab.errors import TrainlabError, TrainlabWarning
 
 app = typer.Typer(
@@ -46,63 +46,6 @@ def _root(
     """Train neural networks from one YAML recipe, the way the lectures teach."""
 
 
-UNWRAPPED = 1 << 15  # rich's width when not on a terminal: wide enough that nothing wraps
-
-
-def make_console(stderr: bool = False) -> Any:
-    """rich's console for the CLI: a terminal's own width, else no wrapping at all.
-
-    rich gives a pipe or a file 80 columns and wraps at them, so ``trainlab train | tail -1``
-    got the end of a broken summary line; a script reading our output wants whole lines.
-    """
-    from rich.console import Console
-
-    terminal = Console(stderr=stderr)
-    if terminal.is_terminal:
-        return terminal
-    return Console(stderr=stderr, width=UNWRAPPED, soft_wrap=True)
-
-
-def _emit(result: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(result))
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Turn a TrainlabError into one line per problem on stderr and its exit code (no traceback).
-
-    With ``--json`` the last stdout line is ``{"error": whole message, "problems": [...]}``.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TrainlabError as exc:
-            for line in exc.lines():
-                print(f"trainlab: {exc.prefix}: {line}", file=sys.stderr)
-            if kwargs.get("as_json"):
-                problems = getattr(exc, "problems", None) or [str(exc)]
-                print(json.dumps({"error": str(exc), "problems": problems}))
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
-
-
-def split_recipe_args(args: list[str]) -> tuple[str | None, list[str]]:
-    """``[RECIPE] [a.b=c ...]``: the first argument is the recipe unless it is an override."""
-    if args and "=" not in args[0]:
-        recipe, overrides = args[0], args[1:]
-    else:
-        recipe, overrides = None, list(args)
-    for item in overrides:
-        if "=" not in item:
-            raise TrainlabError(
-                f"argument {item!r}: expected an override KEY=VALUE after the recipe"
-            )
-    return recipe, overrides
-
-
 @app.command()
 @user_errors
 def train(
@@ -115,15 +58,48 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON (last line)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+    seeds: int = typer.Option(
+        None, "--seeds", help="train on N seeds (seed, seed+1, ...) into OUT/seed-S; mean +- std"
+    ),
 ) -> None:
     """Train a recipe into a run folder: metrics.jsonl, checkpoints, model, summary.json."""
     from trainlab.api import train as run_train
 
     recipe, overrides = split_recipe_args(args or [])
+    if seeds is not None:
+        return _train_seeds(recipe, overrides, seeds, out, resume, progress, as_json)
     result = run_train(recipe, overrides, out=out, resume=resume, progress=progress)
     if not as_json:
         _print_summary(result.summary)
     _emit(result.summary, as_json)
+
+
+def _train_seeds(
+    recipe: str | None,
+    overrides: list[str],
+    seeds: int,
+    out: str | None,
+    resume: bool,
+    progress: bool,
+    as_json: bool,
+) -> None:
+    """``train --seeds N``: each seed's summary line, then mean +- std of every figure.
+
+    Finished seeds are kept and a started one resumes, so ``--resume`` changes nothing here:
+    re-running the same command finishes the set."""
+    from trainlab.api import train_seeds
+
+    if recipe is None and out is not None and resume:
+        raise TrainlabError("--seeds with --resume: give the recipe again (each seed's folder "
+                            "holds its own recipe.yaml)")  # fmt: skip
+    show = None if as_json else (lambda r: _print_summary(r.summary))
+    result = train_seeds(recipe, overrides, seeds, out=out, progress=progress, on_run=show)
+    if not as_json:
+        console = make_console()
+        for key, mean in result["mean"].items():
+            console.print(f"{key} {mean:.4f} +- {result['std'][key]:.4f}", highlight=False)
+        console.print(f"{result['n']} seeds -> {result['file']}", highlight=False)
+    _emit(result, as_json)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -459,6 +435,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 _python_show_warning = warnings.showwarning
+
+
+app.command()(cli_search.search)
+app.command()(cli_search.compare)
 
 
 def main() -> None:

@@ -743,8 +743,12 @@ SHIPPED_RECIPES = DEFAULT_RECIPE.parent  # installed with the package: found fro
 
 
 def shipped_recipes() -> list[str]:
-    """The names of the recipes that ship with trainlab (``digits``, ``mnist1d``, ...)."""
-    return sorted(p.stem for p in SHIPPED_RECIPES.glob("*.yaml"))
+    """The names of the recipes that ship with trainlab (``digits``, ``mnist1d``, ...); the
+    search spaces beside them (``NAME_space.yaml``) are not recipes."""
+    return sorted(p.stem for p in SHIPPED_RECIPES.glob("*.yaml") if not p.stem.endswith(SPACE))
+
+
+SPACE = "_space"  # a shipped search space is NAME_space.yaml beside the recipe NAME.yaml
 
 
 def find_recipe(path: str | Path) -> Path:
@@ -759,7 +763,7 @@ def find_recipe(path: str | Path) -> Path:
     if file.exists() or len(file.parts) != 1 or file.suffix in {".yaml", ".yml"}:
         return file
     shipped = SHIPPED_RECIPES / f"{file.name}.yaml"
-    if shipped.is_file():
+    if shipped.is_file() and not file.name.endswith(SPACE):
         return shipped
     raise RecipeError(
         f"{path}: no such recipe file and no shipped recipe of that name; shipped recipes: "

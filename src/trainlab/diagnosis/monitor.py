@@ -32,6 +32,7 @@ from trainlab.diagnosis.activations import (
     Setting,
     output_stats,
 )
+from trainlab.diagnosis.findings import Finding
 from trainlab.diagnosis.gradients import GradStats, check_updates, row_spread, weight_layers
 from trainlab.engine.callbacks import JsonlLog
 from trainlab.errors import TrainlabWarning
@@ -40,7 +41,7 @@ from trainlab.files import atomic_write
 if TYPE_CHECKING:
     from trainlab.engine.loop import Trainer
 
-__all__ = ["LayerMonitor"]
+__all__ = ["LayerMonitor", "judge_records", "read_records"]
 
 
 class LayerMonitor(JsonlLog):
@@ -124,23 +125,9 @@ class LayerMonitor(JsonlLog):
         records = [json.loads(line) for line in self.path.read_text().splitlines() if line]
         if not records:
             return
-        from trainlab.diagnosis.layers import judge_layers
-
         first, last = records[0], records[-1]
-        setting = Setting.of(trainer.parts.recipe)
-        # update/weight is judged where the learning rate peaks: at the end of a decaying
-        # schedule every update is tiny by design
         peak = max(records, key=lambda r: (r.get("lr", 0.0), r["step"]))
-        updates = check_updates([_grad(g) for g in peak["gradients"]], None, setting)
-        later = last is not first
-        findings = judge_layers(
-            [_layer(a) for a in first["activations"]],
-            [_layer(a) for a in last["activations"]] if later else None,
-            [_grad(g) for g in first["gradients"]],
-            [_grad(g) for g in last["gradients"]] if later else None,
-            setting,
-            updates=updates,
-        )
+        findings = judge_records(records, Setting.of(trainer.parts.recipe))
         out = self.path.with_name("monitor.json")
         payload = {
             "steps": {"first": first["step"], "last": last["step"], "peak_lr": peak["step"]},
@@ -150,6 +137,37 @@ class LayerMonitor(JsonlLog):
         for finding in findings:
             if finding.status != "ok":
                 warnings.warn(f"monitor: {finding.line()}", TrainlabWarning, stacklevel=2)
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``layers.jsonl`` (a torn last line, from a killed run, is skipped)."""
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def judge_records(records: list[dict[str, Any]], setting: Setting) -> list[Finding]:
+    """The doctor's layer verdicts on a monitor's records: the first record against the last,
+    update/weight judged where the learning rate peaks (at the end of a decaying schedule every
+    update is tiny by design). Used at the end of a run and, mid-run, by ``--prune-sick``."""
+    from trainlab.diagnosis.layers import judge_layers
+
+    first, last = records[0], records[-1]
+    peak = max(records, key=lambda r: (r.get("lr", 0.0), r["step"]))
+    updates = check_updates([_grad(g) for g in peak["gradients"]], None, setting)
+    later = last is not first
+    return judge_layers(
+        [_layer(a) for a in first["activations"]],
+        [_layer(a) for a in last["activations"]] if later else None,
+        [_grad(g) for g in first["gradients"]],
+        [_grad(g) for g in last["gradients"]] if later else None,
+        setting,
+        updates=updates,
+    )
 
 
 def _layer(row: dict[str, Any]) -> LayerStats:

@@ -17,9 +17,9 @@ from urllib.parse import quote
 
 from trainlab.diagnosis.findings import Finding, worst
 
-__all__ = ["write_report", "render_html"]
+__all__ = ["write_report", "render_html", "html_page", "PAGE_CSS"]
 
-_CSS = """
+PAGE_CSS = """
 :root { --ok: #1a7f37; --warn: #9a6700; --fail: #cf222e; --line: #d0d7de; --muted: #57606a; }
 * { box-sizing: border-box; }
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
@@ -124,24 +124,32 @@ def render_html(
         if findings
         else "<p>No checks were run.</p>"
     )
+    body = f"""<p class="verdict">Overall: {_badge(overall)} &nbsp;{_e(tally or "no findings")}</p>
+<h2>Summary</h2>
+{table}
+<h2>Findings</h2>
+{chr(10).join(sections)}
+{recipe}"""
+    return html_page(title, body)
+
+
+def html_page(title: str, body: str, css: str = "", script: str = "") -> str:
+    """A whole self-contained page: the shared style (plus ``css``), ``title`` as its heading,
+    ``body`` (already escaped HTML), and an inline ``script``: nothing is loaded from outside."""
+    js = f"\n<script>{script}</script>" if script else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(title)}</title>
-<style>{_CSS}</style>
+<style>{PAGE_CSS}{css}</style>
 </head>
 <body>
 <main>
 <h1>{_e(title)}</h1>
-<p class="verdict">Overall: {_badge(overall)} &nbsp;{_e(tally or "no findings")}</p>
-<h2>Summary</h2>
-{table}
-<h2>Findings</h2>
-{chr(10).join(sections)}
-{recipe}
-</main>
+{body}
+</main>{js}
 </body>
 </html>
 """

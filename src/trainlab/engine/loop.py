@@ -54,6 +54,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         *,
         progress: bool = True,
+        quiet: bool = False,
     ) -> None:
         if not isinstance(parts, Parts):
             raise TypeError(
@@ -81,7 +82,9 @@ class Trainer:
         self.signals = StopSignals()
         self.lock = RunLock(self.run_dir)  # one writer per run folder, from resume() or fit()
         self.resumed = False
-        cbs = standard_callbacks(self.recipe, self.run_dir, self.total_steps, progress, callbacks)
+        cbs = standard_callbacks(
+            self.recipe, self.run_dir, self.total_steps, progress, callbacks, quiet=quiet
+        )
         self.checkpointer = next(cb for cb in cbs if isinstance(cb, Checkpointer))
         self.callbacks = CallbackList(cbs)
 

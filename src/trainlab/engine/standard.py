@@ -33,12 +33,15 @@ def standard_callbacks(
     total_steps: int,
     progress: bool,
     extra: Sequence[Callback] = (),
+    *,
+    quiet: bool = False,
 ) -> list[Callback]:
     """The callbacks every run folder gets, in dispatch order, with ``extra`` (the caller's,
     e.g. a pruner or the layer monitor) between the metrics log and early stopping and the
     checkpointer: the metrics log sees each event first, the checkpointer after everything
     that changes state, the progress bar and the epoch lines (printed through the bar when it
-    is live) last."""
+    is live) last. ``quiet`` leaves out the bar and the epoch lines (a search's trials, whose
+    progress is one line each, printed by the search)."""
     tcfg = recipe.training
     first: list[Callback] = [
         MetricsLog(run_dir / "metrics.jsonl"),
@@ -50,5 +53,7 @@ def standard_callbacks(
     checkpointer = Checkpointer(
         run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
     )
+    if quiet:
+        return [*first, *extra, checkpointer]
     bar = ProgressBar(total_steps, progress and tcfg.progress)
     return [*first, *extra, checkpointer, bar, EpochLines(bar)]
