@@ -168,12 +168,8 @@ def test_the_grid_covers_each_range_with_as_many_points_as_the_budget_allows(tmp
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--space", "SPACE", "--sampler", "bayes"], "--sampler 'bayes': expected one of"),
         (["--space", "SPACE", "--workers", "2"], "--workers 2 on SQLite"),
-        (["--space", "SPACE", "data.val_fraction=0"], "data.val_fraction is 0"),
         (["--space", "BAD"], "optimizer.lrr: optimizer 'adamw' has no parameter 'lrr'"),
-        (["--space", "SPACE", "--stages", "4x1", "--trials", "3"], "not both"),
-        (["--space", "SPACE", "--storage", "mysql://nobody@127.0.0.1:1/x"], "--storage"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2_before_anything_runs(
@@ -187,14 +183,30 @@ def test_bad_input_is_one_line_and_exit_2_before_anything_runs(
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Traceback" not in done.stderr, lines
-    if "--storage" not in args:
-        assert not (tmp_path / "out").exists()  # nothing was made
+    assert not (tmp_path / "out").exists()  # nothing was made
 
 
-def test_search_api_errors_name_the_problem(tmp_path: Path):
-    with pytest.raises(RecipeError, match="--metric 'test_acc': expected val_acc or val_loss"):
-        search("digits", space_file(tmp_path), metric="test_acc", out=tmp_path / "o")
-    with pytest.raises(TrainlabError, match="no such search space file"):
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"sampler": "bayes"}, "--sampler 'bayes': expected one of random, grid, tpe"),
+        ({"pruner": "early"}, "--pruner 'early': expected one of"),
+        ({"overrides": {"data.val_fraction": 0}}, "data.val_fraction is 0: a search selects"),
+        ({"stages": "4x1", "trials": 3}, "give --trials or --stages, not both"),
+        ({"metric": "test_acc"}, "--metric 'test_acc': expected val_acc or val_loss"),
+        ({"storage": "mysql://nobody@127.0.0.1:1/x"}, "--storage mysql://nobody@127.0.0.1:1/x"),
+        ({"storage": "postgresql://u:secret@127.0.0.1:1/x"}, "u:***@127.0.0.1"),
+    ],
+)
+def test_search_api_errors_name_the_problem(tmp_path: Path, settings: dict, says: str):
+    with pytest.raises(TrainlabError) as info:
+        search("digits", space_file(tmp_path), out=tmp_path / "o", **settings)
+    assert says in str(info.value) and "secret" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_an_unknown_space_names_the_shipped_ones(tmp_path: Path):
+    with pytest.raises(RecipeError, match="no such search space file.*shipped: digits, mnist1d"):
         search("digits", "nowhere", out=tmp_path / "o")
 
 

@@ -21,12 +21,14 @@ SPACE = "optimizer.lr: loguniform(1e-3, 3e-2)\noptimizer.weight_decay: logunifor
 TRIALS = 6
 
 
-def worker(tmp: Path, out: str, storage: str | None, study: str, *extra: str) -> subprocess.Popen:
+def worker(
+    tmp: Path, out: str, storage: str | None, study: str, *extra: str, trials: int = TRIALS
+) -> subprocess.Popen:
     """One ``trainlab search`` process, as a machine of the study would start it."""
     (tmp / "space.yaml").write_text(SPACE)
     args = [sys.executable, "-m", "trainlab", "search", "digits", "training.epochs=2",
             "schedule.warmup_epochs=0", "--space", str(tmp / "space.yaml"),
-            "--trials", str(TRIALS), "--study", study, "-o", str(tmp / out),
+            "--trials", str(trials), "--study", study, "-o", str(tmp / out),
             "--heartbeat", "1", *extra]  # fmt: skip
     if storage:
         args += ["--storage", storage]
@@ -61,7 +63,7 @@ def wait_for_running_trial(study: optuna.Study, folder: Path, timeout: float = 1
     raise AssertionError(f"no trial of {folder} was seen running within {timeout} s")
 
 
-def check_study(study: optuna.Study, killed: int, retried: bool) -> None:
+def check_study(study: optuna.Study, killed: int, retried: bool, count: int = TRIALS) -> None:
     trials = study.get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
@@ -73,9 +75,9 @@ def check_study(study: optuna.Study, killed: int, retried: bool) -> None:
     if retried:
         assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
         assert retries[0].params == next(t for t in trials if t.number == killed).params
-        assert len(complete) == TRIALS  # the count is reached: the retry took the dead one's place
+        assert len(complete) == count  # the count is reached: the retry took the dead one's place
     else:
-        assert retries == [] and len(complete) == TRIALS - 1
+        assert retries == [] and len(complete) == count - 1
 
 
 def test_three_workers_on_postgresql_one_killed_mid_trial(
@@ -111,15 +113,15 @@ def test_three_workers_on_postgresql_one_killed_mid_trial(
 def test_one_sqlite_worker_killed_then_the_same_command_finishes_the_study(
     tmp_path: Path, retries: int
 ):
-    first = worker(tmp_path, "s", None, "lite")
+    first = worker(tmp_path, "s", None, "lite", trials=3)
     study = wait_for_study(f"sqlite:///{tmp_path / 's' / 'study.db'}", "lite-search")
     killed = wait_for_running_trial(study, tmp_path / "s")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    again = worker(tmp_path, "s", None, "lite", "--retries", str(retries))
+    again = worker(tmp_path, "s", None, "lite", "--retries", str(retries), trials=3)
     _, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
-    check_study(study, killed, retried=bool(retries))
+    check_study(study, killed, retried=bool(retries), count=3)
     if retries:
         retry = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed)
         dead = next(t for t in study.get_trials() if t.number == killed)
