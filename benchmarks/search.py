@@ -134,13 +134,15 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["a", "b", "c", "d", "e"])
     parser.add_argument("--out", default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--a-size", default="12x6", help="part (a)'s TRIALSxEPOCHS")
     args = parser.parse_args()
     folder = Path(args.out or tempfile.mkdtemp(prefix="bench-search-"))
     folder.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"folder": str(folder)}
     if "a" in args.parts:
-        print("(a) pruning, 12 random trials x 6 epochs", flush=True)
-        results["a"] = part_a(folder, 12, 6)
+        trials, epochs = (int(n) for n in args.a_size.split("x"))
+        print(f"(a) pruning, {trials} random trials x {epochs} epochs", flush=True)
+        results["a"] = part_a(folder, trials, epochs)
     if "b" in args.parts:
         print("(b) random vs grid, 8 trials x 4 epochs", flush=True)
         results["b"] = part_b(folder, 8, 4, [0, 1, 2])

@@ -62,3 +62,11 @@ def test_cli_seeds_prints_each_run_then_mean_and_std(tmp_path: Path):
     assert sum("test_acc" in line and "->" in line for line in lines) == 2
     assert any(line.startswith("test_acc ") and "+-" in line for line in lines)
     assert lines[-1].startswith("2 seeds -> ") and lines[-1].endswith("seeds.json")
+
+
+def test_a_seed_folder_of_another_recipe_is_refused_not_reused(tmp_path: Path):
+    from trainlab.errors import RunFolderError
+
+    train_seeds("digits", QUICK, 1, out=tmp_path / "s", quiet=True)
+    with pytest.raises(RunFolderError, match=r"seed-0: trained with another recipe \(optimizer.lr"):
+        train_seeds("digits", {**QUICK, "optimizer.lr": 0.5}, 1, out=tmp_path / "s", quiet=True)

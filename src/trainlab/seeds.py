@@ -4,8 +4,9 @@ airbench's habit: a result is a mean over seeds with its spread, because one see
 often larger than the effect being measured. ``train_seeds`` trains the recipe with ``seed``,
 ``seed + 1``, ... into ``OUT/seed-S`` (each an ordinary run folder), skips the seeds that have
 finished (so re-running the same command after a crash finishes the set: a seed killed midway
-resumes from its checkpoint) and writes ``OUT/seeds.json``: each validation figure of the
-best epoch and each test figure, as mean and sample standard deviation (n - 1; 0 for one seed).
+resumes from its checkpoint; a folder trained with another recipe is refused, naming the keys)
+and writes ``OUT/seeds.json``: each validation figure of the best epoch and each test figure,
+as mean and sample standard deviation (n - 1; 0 for one seed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainlab.errors import RecipeError
+from trainlab.errors import RecipeError, RunFolderError
 from trainlab.recipe import Overrides, Recipe, resolve_recipe
 
 if TYPE_CHECKING:
@@ -56,10 +57,12 @@ def train_seeds(
     numbers = [resolved.seed + i for i in range(seeds)]
     for seed in numbers:
         run_dir = parent / f"seed-{seed}"
+        started = (run_dir / "recipe.yaml").is_file()
+        if started:
+            _same_recipe(run_dir, resolved, seed)
         if (run_dir / "summary.json").is_file():
             result = RunResult.load(run_dir)
         else:
-            started = (run_dir / "recipe.yaml").is_file()
             result = train(
                 resolved, {"seed": seed}, out=run_dir, callbacks=callbacks, resume=started,
                 progress=progress, quiet=quiet,
@@ -73,6 +76,21 @@ def train_seeds(
 
     atomic_write(parent / SEEDS_FILE, json.dumps(summary, indent=2).encode())
     return {**summary, "file": str(parent / SEEDS_FILE)}
+
+
+def _same_recipe(run_dir: Path, recipe: Recipe, seed: int) -> None:
+    """A seed's folder from an earlier call is kept only if it was trained with this recipe."""
+    from trainlab.recipe import load_recipe, recipe_differences
+
+    saved = load_recipe(run_dir / "recipe.yaml", trained=True).model_dump(mode="json")
+    wanted = resolve_recipe(recipe, {"seed": seed}).model_dump(mode="json")
+    keys = recipe_differences(saved, wanted)
+    if keys:
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise RunFolderError(
+            f"{run_dir}: trained with another recipe ({shown} differ); give another --out, "
+            "or the same recipe and overrides to finish this set"
+        )
 
 
 def _new_parent(name: str) -> Path:

@@ -242,3 +242,13 @@ def test_an_interrupted_study_continues_with_the_same_command(tmp_path: Path):
     summary = json.loads((out / "trials" / "search-0000" / "summary.json").read_text())
     assert summary["epochs_run"] == 4
     assert yaml.safe_load((out / "best.yaml").read_text())["training"]["epochs"] == 4
+
+
+def test_a_study_continues_only_with_its_own_recipe(tmp_path: Path):
+    space = space_file(tmp_path)
+    search("digits", space, QUICK, out=tmp_path / "s", trials=1)
+    with pytest.raises(TrainlabError, match=r"was started with another recipe \(training.batch"):
+        search("digits", space, {**QUICK, "training.batch_size": 512}, out=tmp_path / "s", trials=2)
+    other = space_file(tmp_path, "optimizer.lr: loguniform(1e-4, 1e-3)\n")
+    with pytest.raises(TrainlabError, match="holds trials of another search space"):
+        search("digits", other, QUICK, out=tmp_path / "s", trials=2)

@@ -186,3 +186,29 @@ def test_a_short_stage_keeps_the_warm_up_as_the_same_fraction_of_the_run() -> No
     }
     assert stage_overrides(recipe, Stage("fine", 5, None)) == {}
     assert stage_overrides(recipe, Stage("fine", 5, 40)) == {}
+
+
+def test_a_float_range_on_an_int_key_and_ragged_steps_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_space_text(
+            "training.batch_size: uniform(16, 64)\noptimizer.lr: uniform(0, 0.1, step=0.03)\n"
+            "optimizer:\n  weight_decay: loguniform(1e-5, 1e-2)\n"
+            "optimizer.weight_decay: loguniform(1e-4, 1e-2)\n",
+            tmp_path,
+        )
+    joined = "\n".join(info.value.problems)
+    assert "training.batch_size: uniform(16, 64): the recipe refuses" in joined  # 33.76...
+    assert "a whole number of steps" in joined
+    assert "optimizer.weight_decay: given twice" in joined
+
+
+def test_narrowing_and_grids_stay_on_the_step_lattice_and_round_outwards() -> None:
+    space = load_space_text("training.batch_size: int(8, 128, step=8)\n")
+    fine = narrowed(space, [{"training.batch_size": 32}, {"training.batch_size": 40}], 0.5)
+    bs = fine.params["training.batch_size"]
+    assert bs.low % 8 == 0 and bs.high % 8 == 0 and bs.low <= 32 and bs.high >= 40
+    assert all(v % 8 == 0 for v in space.params["training.batch_size"].grid_points(4))
+    lr = load_space_text("optimizer.lr: loguniform(1e-5, 1e-1)\n")
+    best = [{"optimizer.lr": 0.00123456}, {"optimizer.lr": 0.00123456}]
+    tight = narrowed(lr, best, 0.0).params["optimizer.lr"]  # margin 0: rounding alone
+    assert tight.low <= 0.00123456 <= tight.high

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from tests.postgres_server import postgres_url  # noqa: F401  (a pytest fixture)
@@ -63,21 +62,25 @@ def wait_for_running_trial(study: optuna.Study, folder: Path, timeout: float = 1
     raise AssertionError(f"no trial of {folder} was seen running within {timeout} s")
 
 
-def check_study(study: optuna.Study, killed: int, retried: bool, count: int = TRIALS) -> None:
+def check_study(study: optuna.Study, killed: int, count: int = TRIALS) -> optuna.trial.FrozenTrial:
+    """The study reached its count, nothing is left RUNNING or WAITING, the killed trial is
+    failed and exactly one later try of its configuration completed; returns that try."""
     trials = study.get_trials(deepcopy=False)
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     states = {t.number: t.state for t in trials}
     assert TrialState.RUNNING not in states.values() and TrialState.WAITING not in states.values()
     assert states[killed] == TrialState.FAIL
-    retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed]
+    tries = [
+        t
+        for t in trials
+        if killed in (t.system_attrs.get("failed_trial"), t.user_attrs.get("resumes"))
+    ]
+    assert len(tries) == 1 and tries[0].state == TrialState.COMPLETE, tries
+    assert tries[0].params == next(t for t in trials if t.number == killed).params
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if retried:
-        assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
-        assert retries[0].params == next(t for t in trials if t.number == killed).params
-        assert len(complete) == count  # the count is reached: the retry took the dead one's place
-    else:
-        assert retries == [] and len(complete) == count - 1
+    assert len(complete) == count  # the count is reached: the retry took the dead one's place
+    return tries[0]
 
 
 def test_three_workers_on_postgresql_one_killed_mid_trial(
@@ -96,35 +99,37 @@ def test_three_workers_on_postgresql_one_killed_mid_trial(
     for proc in procs[1:]:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
-    check_study(study, killed, retried=True)
-    retry = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed)
+    retry = check_study(study, killed)
+    assert retry.system_attrs.get("failed_trial") == killed  # the heartbeat's retry
     assert not Path(retry.user_attrs["run_dir"]).is_relative_to(tmp_path / "m0")
     # the retry ran on a live machine, in a folder of its own (another machine's is not here)
     assert (Path(retry.user_attrs["run_dir"]) / "summary.json").is_file()
-    m1 = {t.user_attrs["worker"] for t in study.get_trials() if "/m1/" in t.user_attrs["run_dir"]}
+    trained = [t for t in study.get_trials() if "run_dir" in t.user_attrs]  # not the skipped
+    m1 = {t.user_attrs["worker"] for t in trained if "/m1/" in t.user_attrs["run_dir"]}
     assert len(m1) == 2  # --workers 2: two processes of m1 took trials
+    skipped = [t for t in study.get_trials() if "skipped" in t.user_attrs]
+    assert all(t.state == TrialState.FAIL for t in skipped)  # a place taken twice: ended at once
     result = json.loads((tmp_path / "m1" / "search.json").read_text())
     assert result["best"]["value"] == max(
         t.value for t in study.get_trials() if t.state == TrialState.COMPLETE
     )
 
 
-@pytest.mark.parametrize("retries", [0, 1])
-def test_one_sqlite_worker_killed_then_the_same_command_finishes_the_study(
-    tmp_path: Path, retries: int
-):
+def test_one_sqlite_worker_killed_then_the_same_command_resumes_its_trial(tmp_path: Path):
     first = worker(tmp_path, "s", None, "lite", trials=3)
     study = wait_for_study(f"sqlite:///{tmp_path / 's' / 'study.db'}", "lite-search")
     killed = wait_for_running_trial(study, tmp_path / "s")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
-    again = worker(tmp_path, "s", None, "lite", "--retries", str(retries), trials=3)
+    again = worker(tmp_path, "s", None, "lite", trials=3)  # the same command, no --retries
     _, err = again.communicate(timeout=600)
     assert again.returncode == 0, err
-    check_study(study, killed, retried=bool(retries), count=3)
-    if retries:
-        retry = next(t for t in study.get_trials() if t.system_attrs.get("failed_trial") == killed)
-        dead = next(t for t in study.get_trials() if t.number == killed)
-        assert retry.user_attrs["run_dir"] == dead.user_attrs["run_dir"]  # same machine: resumed
-        summary = json.loads((Path(retry.user_attrs["run_dir"]) / "summary.json").read_text())
-        assert summary["epochs_run"] == 2
+    resumed = check_study(study, killed, count=3)
+    dead = next(t for t in study.get_trials() if t.number == killed)
+    assert resumed.user_attrs["resumes"] == killed  # this machine's dead worker: resumed at once
+    assert resumed.user_attrs["run_dir"] == dead.user_attrs["run_dir"]  # in its own folder
+    summary = json.loads((Path(resumed.user_attrs["run_dir"]) / "summary.json").read_text())
+    assert summary["epochs_run"] == 2
+    records = (Path(resumed.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(r)["step"] for r in records if '"loss"' in r]
+    assert steps == sorted(set(steps))  # continued from the checkpoint: no step twice

@@ -36,6 +36,7 @@ from trainlab.errors import RunFolderError
 from trainlab.files import atomic_write
 from trainlab.recipe import recipe_differences
 from trainlab.tuning import compare_figures as figs
+from trainlab.tuning.trial import best_of
 
 __all__ = ["Run", "compare", "plain_hyperparameters"]
 
@@ -134,16 +135,8 @@ def read_run(run_dir: Path) -> Run:
 
 
 def best_value(run: Run, metric: str, maximize: bool) -> float | None:
-    """The best ``metric`` over the run's validations (the epoch the trainer would keep)."""
-    best = None
-    sign = 1.0 if maximize else -1.0
-    for record in run.val:
-        value = record.get(metric)
-        if not isinstance(value, int | float) or value != value:  # absent or NaN
-            continue
-        if best is None or sign * (value - best) > 0:
-            best = float(value)
-    return best
+    """The best ``metric`` over the run's validations (what a trial of a search returns)."""
+    return best_of(run.val, metric, maximize)
 
 
 def _dotted(dump: Any, key: str) -> Any:

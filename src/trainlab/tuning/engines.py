@@ -11,7 +11,9 @@ Kept apart from the study loop so each choice is one small function with its rea
 - ``grid``: each continuous range cut into evenly spaced points (log-spaced when log-uniform),
   as many per key as the trial budget allows; ``choice``/``grid`` values as they are.
 - ``tpe``: Optuna's TPE with the constant liar (trials running elsewhere count as bad guesses,
-  so parallel workers spread out).
+  so parallel workers spread out). On a shared (server) storage the grid and TPE samplers of
+  each worker draw from the seed mixed with its host and pid, so the workers do not all start
+  with the same guesses; such a search is not reproducible draw for draw, the random one is.
 - pruners: ``median`` (Optuna's MedianPruner: stop a trial below the median of earlier trials at
   the same epoch, after 5 trials and from epoch 2), ``asha`` (asynchronous successive halving,
   reduction factor 3, from epoch 1), ``hyperband``, ``none``.
@@ -31,6 +33,7 @@ from trainlab.tuning.space import Space
 
 __all__ = [
     "open_storage",
+    "shown_url",
     "make_sampler",
     "make_pruner",
     "grid_points",
@@ -72,14 +75,14 @@ def open_storage(url: str, heartbeat: int, retries: int) -> Any:
         )  # fmt: skip
     except ImportError:
         driver = "pip install 'trainlab[postgres]' (psycopg2)" if "postgres" in url else "a driver"
-        raise TrainlabError(f"--storage {_shown(url)}: no database driver; {driver}") from None
+        raise TrainlabError(f"--storage {shown_url(url)}: no database driver; {driver}") from None
     except Exception as exc:  # noqa: BLE001  (sqlalchemy's many connection errors)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = f"--storage {_shown(url)}"
+        where = f"--storage {shown_url(url)}"
         raise TrainlabError(f"{where}: cannot open the study storage: {reason}") from None
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL without its password."""
     head, sep, tail = url.partition("@")
     if not sep or ":" not in head.split("//", 1)[-1]:
@@ -136,15 +139,27 @@ def grid_size(space: Space, trials: int) -> int:
     return math.prod(len(v) for v in grid_points(space, trials).values())
 
 
-def make_sampler(name: str, space: Space, trials: int, seed: int) -> Any:
+def make_sampler(name: str, space: Space, trials: int, seed: int, shared: bool = False) -> Any:
+    """The named sampler. ``shared``: other workers may sample the same study (a server
+    storage); the grid and TPE samplers then draw from a seed of this worker's own, or every
+    worker would start with the same configurations (``random`` is seeded per trial instead)."""
     if name == "random":
         return TrialSeededRandomSampler(seed)
+    own = worker_seed(seed) if shared else seed
     if name == "grid":
-        return optuna.samplers.GridSampler(grid_points(space, trials), seed=seed)
+        return optuna.samplers.GridSampler(grid_points(space, trials), seed=own)
     if name == "tpe":
         startup = min(10, max(3, trials // 3))
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup)
+        return optuna.samplers.TPESampler(seed=own, constant_liar=True, n_startup_trials=startup)
     raise RecipeError(f"--sampler {name!r}: expected one of {', '.join(SAMPLERS)}")
+
+
+def worker_seed(seed: int) -> int:
+    """``seed`` mixed with this process's host and pid: distinct per worker."""
+    import os
+    import socket
+
+    return zlib.crc32(f"{seed}:{socket.gethostname()}:{os.getpid()}".encode())
 
 
 def make_pruner(name: str, epochs: int) -> Any:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from trainlab.errors import RecipeError, TrainlabError
+from trainlab.errors import RecipeError, TrainlabError, TrainlabWarning
 from trainlab.recipe import Overrides, Recipe, resolve_recipe
 from trainlab.tuning.engines import PRUNERS, SAMPLERS
 from trainlab.tuning.space import load_space
@@ -102,20 +104,37 @@ def search_with_workers(
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return run_search(cfg, on_trial)
+            result = run_search(cfg, on_trial)
         finally:
             torch.set_num_threads(previous)
     finally:
         for proc in helpers:
             proc.join()
+    failed = [p.exitcode for p in helpers if p.exitcode not in (0, None)]
+    if failed:
+        warnings.warn(
+            f"{len(failed)} of the {workers - 1} extra workers stopped with exit code "
+            f"{failed[0]} (their lines above say why); the study in {cfg.storage} holds what "
+            "they finished",
+            TrainlabWarning,
+            stacklevel=2,
+        )
+    return result
 
 
 def _worker(cfg: SearchConfig, threads: int, on_trial: Any) -> None:
-    """A local worker process: the same loop on the same storage, its share of the cores."""
+    """A local worker process: the same loop on the same storage, its share of the cores; a
+    user error or Ctrl-C is one line and its exit code, as in the main process."""
     import torch
 
     torch.set_num_threads(threads)
-    run_search(cfg, on_trial)
+    try:
+        run_search(cfg, on_trial)
+    except TrainlabError as exc:
+        print(f"trainlab: worker {os.getpid()}: {exc.prefix}: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 def print_trial(card: dict[str, Any]) -> None:

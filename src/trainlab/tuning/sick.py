@@ -42,10 +42,18 @@ def sick_overrides(recipe: Recipe) -> dict[str, Any]:
 class SickPruning(Callback):
     """Stops the run at the first failure the doctor's monitors find (see the module doc)."""
 
+    key = "sick_pruning"  # in checkpoints: a resumed trial judges from the run's first loss
+
     def __init__(self) -> None:
         self.first_loss: float | None = None
         self.last_loss: float | None = None
         self.reason: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"first_loss": self.first_loss, "last_loss": self.last_loss}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.first_loss, self.last_loss = state["first_loss"], state["last_loss"]
 
     def on_log(self, trainer: Trainer, record: dict[str, Any]) -> None:
         loss = record["loss"]

@@ -113,17 +113,26 @@ class Distribution:
         # the grid spans the range, both ends included (the lecture's grid layout)
         points = [lo + (hi - lo) * i / (n - 1) for i in range(n)] if n > 1 else [(lo + hi) / 2]
         values = [math.exp(p) if self.log else p for p in points]
+        if self.step is not None:  # points Optuna can draw: on the step's lattice
+            values = [self.low + self.step * round((v - self.low) / self.step) for v in values]
         if self.kind == "int":
             return sorted({int(round(v)) for v in values})
-        return [float(f"{v:.6g}") for v in values]
+        return sorted({float(f"{v:.6g}") for v in values})
 
     def probe_values(self) -> list[Any]:
         """The values the recipe's schema is asked about before anything runs: both bounds and
         the midpoint of a range, every choice."""
         if not self.numeric:
             return list(self.choices)
-        mid = self.grid_points(3)[1] if self.kind != "int" else (self.low + self.high) // 2
-        return [self.low, mid, self.high]
+        if self.kind == "int":
+            return [self.low, (self.low + self.high) // 2, self.high]
+        # the midpoint, and a value off any round number (a float range on an int key, say)
+        lo, hi = (math.log(self.low), math.log(self.high)) if self.log else (self.low, self.high)
+        inner = [lo + (hi - lo) * f for f in (0.5, 0.37)]
+        values = [math.exp(v) if self.log else v for v in inner]
+        if self.step is not None:
+            values = [self.low + self.step * round((v - self.low) / self.step) for v in values]
+        return [self.low, *values, self.high]
 
     def contains(self, value: Any) -> bool:
         if not self.numeric:
@@ -231,6 +240,8 @@ def _numeric(text: str, kind: str, args: list[Any], kwargs: dict[str, Any]) -> D
     step = kwargs.get("step")
     if step is not None and (not _is_number(step) or step <= 0 or (log and kind == "int")):
         raise ValueError(f"{text!r}: step must be a positive number (and not with log=true)")
+    if step is not None and abs((high - low) / step - round((high - low) / step)) > 1e-9:
+        raise ValueError(f"{text!r}: the range must be a whole number of steps from lo to hi")
     return Distribution(kind, low, high, log, step)
 
 
@@ -238,15 +249,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> dotted key paths (``optimizer: {lr: x}`` -> ``optimizer.lr: x``)."""
+def _flatten(raw: Mapping[str, Any], problems: list[str], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> dotted key paths (``optimizer: {lr: x}`` -> ``optimizer.lr: x``);
+    a key given both ways is a problem, not a silent choice of one."""
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{path}."))
-        else:
-            flat[path] = value
+        found = (
+            _flatten(value, problems, f"{path}.") if isinstance(value, Mapping) else {path: value}
+        )
+        for k, v in found.items():
+            if k in flat:
+                problems.append(f"{k}: given twice (as a dotted key and nested); keep one")
+            flat[k] = v
     return flat
 
 
@@ -275,7 +290,7 @@ def load_space(path: str | Path, recipe: Recipe) -> Space:
     problems: list[str] = []
     params: dict[str, Distribution] = {}
     settings = {key: raw.pop(key) for key in RESERVED if key in raw}
-    for key, value in _flatten(raw).items():
+    for key, value in _flatten(raw, problems).items():
         try:
             params[key] = parse_distribution(value)
         except ValueError as exc:
@@ -346,8 +361,10 @@ def narrowed(space: Space, best: Sequence[Mapping[str, Any]], margin: float) -> 
     The rule (documented in the README): a numeric range becomes the span of the best trials'
     values, in log space for a log-uniform one, widened on each side by ``margin`` times that
     span (at least ``margin`` times a tenth of the original span, so trials that all agree still
-    leave room to look around), and clipped to the original range; an ``int`` range is rounded
-    outwards. A choice or grid keeps the values that the best trials used.
+    leave room to look around), and clipped to the original range. Bounds are rounded outwards
+    (4 significant digits; onto the step's lattice when there is a step; whole numbers for
+    ``int``), so the best trials' values stay inside. A choice or grid keeps the values that
+    the best trials used.
     """
     params: dict[str, Distribution] = {}
     for key, dist in space.params.items():
@@ -364,14 +381,23 @@ def _narrow(dist: Distribution, values: list[Any], margin: float) -> Distributio
     lo, hi = to(dist.low), to(dist.high)
     top_lo, top_hi = to(min(values)), to(max(values))
     pad = margin * max(top_hi - top_lo, (hi - lo) / 10)
-    new_lo, new_hi = max(lo, top_lo - pad), min(hi, top_hi + pad)
+    low, high = back(max(lo, top_lo - pad)), back(min(hi, top_hi + pad))
+    if dist.step is not None:  # outwards onto the step's lattice: every value stays drawable
+        low = dist.low + dist.step * math.floor((low - dist.low) / dist.step + 1e-9)
+        high = dist.low + dist.step * math.ceil((high - dist.low) / dist.step - 1e-9)
     if dist.kind == "int":
-        low, high = math.floor(back(new_lo)), math.ceil(back(new_hi))
-        low, high = max(int(dist.low), low), min(int(dist.high), high)
+        low, high = math.floor(low), math.ceil(high)
         if low >= high:
-            high = min(int(dist.high), low + 1)
-            low = high - 1
-        return Distribution("int", low, high, dist.log, dist.step)
-    low, high = float(f"{back(new_lo):.4g}"), float(f"{back(new_hi):.4g}")
-    low, high = max(dist.low, low), min(dist.high, high)
-    return Distribution(dist.kind, low, high, dist.log, dist.step)
+            high = min(int(dist.high), low + int(dist.step or 1))
+            low = high - int(dist.step or 1)
+    elif dist.step is None:  # 4 significant digits, rounded outwards
+        low, high = _round(low, math.floor), _round(high, math.ceil)
+    return Distribution(dist.kind, max(dist.low, low), min(dist.high, high), dist.log, dist.step)
+
+
+def _round(value: float, direction: Any) -> float:
+    """``value`` to 4 significant digits, down (``math.floor``) or up (``math.ceil``)."""
+    if value == 0:
+        return 0.0
+    scale = 10 ** (math.floor(math.log10(abs(value))) - 3)
+    return float(f"{direction(value / scale) * scale:.4g}")

@@ -20,6 +20,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import socket
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,7 +35,14 @@ from optuna.trial import TrialState
 from trainlab.errors import RecipeError, TrainlabError
 from trainlab.files import atomic_write
 from trainlab.recipe import Recipe, recipe_to_yaml, resolve_recipe
-from trainlab.tuning.engines import grid_size, make_pruner, make_sampler, open_storage
+from trainlab.tuning.engines import (
+    grid_size,
+    make_pruner,
+    make_sampler,
+    open_storage,
+    shown_url,
+)
+from trainlab.tuning.slots import SKIPPED, place_of, places
 from trainlab.tuning.space import Distribution, Space, narrowed
 from trainlab.tuning.stages import Stage, stage_overrides
 from trainlab.tuning.trial import Objective, TrialFailed
@@ -116,7 +125,7 @@ def run_search(
     if cfg.finalists and result["best"] is not None:
         result["best"]["recipe"] = str(_write_best(cfg, runs, result["best"]))
         if cfg.seeds:
-            result["seeds"] = _train_finalists(cfg)
+            result["seeds"] = _train_finalists(cfg, result["best"])
     atomic_write(cfg.out / SEARCH_FILE, json.dumps(result, indent=2).encode())
     return result
 
@@ -135,16 +144,20 @@ def _open_stage(cfg: SearchConfig, storage: Any, stage: Stage, space: Space) -> 
     epochs = stage.epochs or cfg.recipe.training.epochs
     study = optuna.create_study(
         storage=storage, study_name=_study_name(cfg, stage), direction=cfg.direction,
-        sampler=make_sampler(cfg.sampler, space, trials, cfg.seed),
+        sampler=make_sampler(cfg.sampler, space, trials, cfg.seed, not _local(cfg.storage)),
         pruner=make_pruner(cfg.pruner, epochs), load_if_exists=True,
     )  # fmt: skip
     ranges = {k: d.to_json() for k, d in space.params.items()}
+    overrides = stage_overrides(cfg.recipe, stage)
+    trained = _trained_recipe(cfg, overrides)
     stored = study.user_attrs.get("ranges")
     if stored is None:
         study.set_user_attr("ranges", ranges)
         study.set_user_attr("stage", stage.to_json())
         study.set_user_attr("metric", cfg.metric)
-    elif stored != ranges and not _is_later_stage(cfg, stage):
+        study.set_user_attr("recipe", trained)
+    _check_recipe(study, cfg, trained)
+    if stored is not None and stored != ranges and not _is_later_stage(cfg, stage):
         raise TrainlabError(
             f"study {study.study_name!r} in {cfg.storage} holds trials of another search space "
             f"({_first_difference(stored, ranges)}); continue it with the same space, or give "
@@ -157,7 +170,38 @@ def _open_stage(cfg: SearchConfig, storage: Any, stage: Stage, space: Space) -> 
         )
     if stored is not None:  # another worker narrowed this stage first: use its ranges
         space = space.with_params({k: Distribution.from_json(v) for k, v in stored.items()})
-    return StageRun(stage, study, space, stage_overrides(cfg.recipe, stage))
+    return StageRun(stage, study, space, overrides)
+
+
+#: recipe keys that may differ between the machines of one study (where each finds its files)
+MACHINE_KEYS = ("data.path", "data.test_path", "data.labels_path", "data.cache_dir")
+
+
+def _trained_recipe(cfg: SearchConfig, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The recipe a stage's trials start from (before the trial's values), as a dump."""
+    return resolve_recipe(cfg.recipe, overrides).model_dump(mode="json")
+
+
+def _check_recipe(study: Any, cfg: SearchConfig, trained: dict[str, Any]) -> None:
+    """A study continues with the recipe it was started with: one line naming what differs."""
+    from trainlab.recipe import recipe_differences
+
+    stored = study.user_attrs.get("recipe")
+    if stored is None:
+        return
+    keys = [k for k in recipe_differences(stored, trained) if k not in MACHINE_KEYS]
+    if keys:
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        raise TrainlabError(
+            f"study {study.study_name!r} in {shown_url(cfg.storage)} was started with another "
+            f"recipe ({shown} differ); continue it with the same recipe and overrides, or give "
+            "another --study or -o"
+        )
+
+
+def _local(url: str) -> bool:
+    """A SQLite file: one worker at a time (several local workers on it are refused)."""
+    return url.startswith("sqlite")
 
 
 def _is_later_stage(cfg: SearchConfig, stage: Stage) -> bool:
@@ -184,50 +228,76 @@ def _complete(study: Any, direction: str) -> list[Any]:
     return sorted(done, key=lambda t: t.value, reverse=direction == "maximize")
 
 
-def _retried(trials: list[Any]) -> set[int]:
-    """Numbers of failed trials that were queued again (by the heartbeat retry or by resuming
-    an interrupted trial): their retry holds their place in the count."""
-    numbers: set[int] = set()
-    for t in trials:
-        numbers.update(t.system_attrs.get("retry_history", []))
-        if "resumes" in t.user_attrs:
-            numbers.add(t.user_attrs["resumes"])
-    return numbers
-
-
-def _taken(trials: list[Any]) -> int:
-    """Trials that hold a place in the stage's count."""
-    retried = _retried(trials)
-    return sum(1 for t in trials if not (t.state == TrialState.FAIL and t.number in retried))
-
-
-def _requeue_interrupted(study: Any) -> None:
-    """Queue again every trial stopped by Ctrl-C/SIGTERM (it resumes from its checkpoint)."""
+def _requeue(study: Any, trials_dir: Path) -> None:
+    """Queue again every trial that stopped without an end: Ctrl-C/SIGTERM (``interrupted``)
+    and a trial of this study folder whose worker on this machine was killed (its process is
+    gone but its trial is RUNNING: failed now rather than after the heartbeat's grace period).
+    Each resumes its run folder from its last checkpoint. A place that already has a later try
+    is left alone; other machines' dead trials are the heartbeat's."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        ours = Path(t.user_attrs.get("run_dir", "")).parent == trials_dir
+        if ours and _dead_here(t.user_attrs.get("worker", "")):
+            study.tell(t.number, state=TrialState.FAIL)
+            study.enqueue_trial(t.params, user_attrs=_resume_attrs(t))
     trials = study.get_trials(deepcopy=False)
-    retried = _retried(trials)
     for t in trials:
-        interrupted = t.state == TrialState.FAIL and t.user_attrs.get("interrupted")
-        if interrupted and t.number not in retried:
-            attrs = {"run_dir": t.user_attrs.get("run_dir"), "resumes": t.number}
-            study.enqueue_trial(t.params, user_attrs=attrs)
+        if t.state != TrialState.FAIL or not t.user_attrs.get("interrupted"):
+            continue
+        later = [u for u in trials if u.number > t.number and place_of(u) == place_of(t)]
+        if not later:
+            study.enqueue_trial(t.params, user_attrs=_resume_attrs(t))
+
+
+def _resume_attrs(trial: Any) -> dict[str, Any]:
+    return {"run_dir": trial.user_attrs.get("run_dir"), "resumes": place_of(trial)}
+
+
+def _dead_here(worker: str) -> bool:
+    """Whether ``host:pid`` names a process of this machine that no longer runs."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _pending_retry(cfg: SearchConfig, trials: list[Any]) -> bool:
+    """A trial the heartbeat check has just failed, whose retry is not queued yet (Optuna
+    fails it first and queues its retry after): the stage is not over yet."""
+    if not cfg.retries:
+        return False
+    for t in trials:
+        unexplained = not ({"reason", "interrupted", SKIPPED} & set(t.user_attrs))
+        if t.state == TrialState.FAIL and unexplained:
+            tries = [u for u in trials if place_of(u) == place_of(t)]
+            if max(u.number for u in tries) == t.number and len(tries) <= cfg.retries:
+                return True
+    return False
 
 
 def _work(cfg: SearchConfig, run: StageRun, on_trial: Callable | None) -> None:
     """Run trials until the stage has its count, then wait for the ones running elsewhere."""
     study, stage = run.study, run.stage
-    _requeue_interrupted(study)
+    _requeue(study, cfg.out / "trials")
     objective = Objective(
         cfg.recipe, run.space, stage.name, run.overrides, cfg.out / "trials", cfg.metric,
         extra_callbacks=_sick_callbacks(cfg), on_done=on_trial, study_name=study.study_name,
-        sick_overrides=_sick_overrides(cfg),
+        sick_overrides=_sick_overrides(cfg), count=stage.trials,
+        maximize=cfg.direction == "maximize",
     )  # fmt: skip
     while True:
         trials = study.get_trials(deepcopy=False)
         waiting = any(t.state == TrialState.WAITING for t in trials)
-        if _taken(trials) < stage.trials or waiting:
+        if len(places(trials)) < stage.trials or waiting:
             study.optimize(objective, n_trials=1, catch=(TrialFailed,))
             continue
-        if not any(t.state == TrialState.RUNNING for t in trials):
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        if not running and not _pending_retry(cfg, trials):
             return
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed after grace
         time.sleep(min(5.0, cfg.heartbeat / 2))
@@ -253,9 +323,14 @@ def _trial_json(t: Any) -> dict[str, Any]:
     state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
              TrialState.FAIL: "failed", TrialState.RUNNING: "running",
              TrialState.WAITING: "waiting"}[t.state]  # fmt: skip
+    if SKIPPED in t.user_attrs:
+        state = SKIPPED
+    reason = t.user_attrs.get("reason") or t.user_attrs.get(SKIPPED)
+    if t.state == TrialState.FAIL and reason is None:
+        reason = "interrupted" if t.user_attrs.get("interrupted") else "its worker stopped"
     return {"number": t.number, "state": state, "value": t.value, "params": t.params,
-            "run_dir": t.user_attrs.get("run_dir"), "reason": t.user_attrs.get("reason"),
-            "epochs": max(t.intermediate_values, default=0)}  # fmt: skip
+            "run_dir": t.user_attrs.get("run_dir"), "reason": reason,
+            "place": place_of(t), "epochs": _epochs_of(t)}  # fmt: skip
 
 
 def _result(cfg: SearchConfig, runs: list[StageRun]) -> dict[str, Any]:
@@ -276,7 +351,7 @@ def _result(cfg: SearchConfig, runs: list[StageRun]) -> dict[str, Any]:
             best = {"stage": run.stage.name, "number": top.number, "value": top.value,
                     "params": top.params, "run_dir": top.user_attrs.get("run_dir")}  # fmt: skip
     return {
-        "storage": cfg.storage if not cfg.storage.startswith("postgres") else _hide(cfg.storage),
+        "storage": shown_url(cfg.storage),
         "study": cfg.study, "metric": cfg.metric, "direction": cfg.direction,
         "recipe": cfg.recipe_source, "space": cfg.space.to_text(), "sampler": cfg.sampler,
         "pruner": cfg.pruner, "prune_sick": cfg.prune_sick, "stages": stages, "best": best,
@@ -284,20 +359,23 @@ def _result(cfg: SearchConfig, runs: list[StageRun]) -> dict[str, Any]:
 
 
 def _epochs_of(trial: Any) -> int:
-    """Epochs a trial trained: its last reported epoch (0 for one that failed before any)."""
-    return max(trial.intermediate_values, default=0)
-
-
-def _hide(url: str) -> str:
-    from trainlab.tuning.engines import _shown
-
-    return _shown(url)
+    """Epochs this try trained: from its first reported epoch to its last (a resumed try
+    starts where the try it continues stopped, so the tries of a place add up)."""
+    epochs = trial.intermediate_values
+    return max(epochs) - min(epochs) + 1 if epochs else 0
 
 
 def _write_best(cfg: SearchConfig, runs: list[StageRun], best: dict[str, Any]) -> Path:
-    """``best.yaml``: the best trial's recipe, complete (every default written out)."""
-    run = next(r for r in runs if r.stage.name == best["stage"])
-    recipe = resolve_recipe(cfg.recipe, {**run.overrides, **best["params"]})
+    """``best.yaml``: the recipe the best trial trained, complete (every default written out):
+    its own ``recipe.yaml`` where its run folder is on this machine."""
+    from trainlab.recipe import load_recipe
+
+    saved = Path(best["run_dir"] or "") / "recipe.yaml"
+    if best["run_dir"] and saved.is_file():
+        recipe = load_recipe(saved, trained=True)
+    else:  # trained on another machine: the same recipe, from the stage's and trial's values
+        run = next(r for r in runs if r.stage.name == best["stage"])
+        recipe = resolve_recipe(cfg.recipe, {**run.overrides, **best["params"]})
     path = cfg.out / "best.yaml"
     header = (
         f"# best trial of {cfg.study}: stage {best['stage']}, trial {best['number']}, "
@@ -307,11 +385,13 @@ def _write_best(cfg: SearchConfig, runs: list[StageRun], best: dict[str, Any]) -
     return path
 
 
-def _train_finalists(cfg: SearchConfig) -> dict[str, Any]:
-    """The best recipe trained on ``cfg.seeds`` seeds (resumable: finished seeds are kept)."""
+def _train_finalists(cfg: SearchConfig, best: dict[str, Any]) -> dict[str, Any]:
+    """The best recipe trained on ``cfg.seeds`` seeds, in a folder of that trial's own (a study
+    continued later may find another best; its seeds go beside, never over, these)."""
     from trainlab.seeds import train_seeds
 
-    return train_seeds(cfg.out / "best.yaml", None, cfg.seeds, out=cfg.out / "best", quiet=True)
+    folder = cfg.out / "best" / f"{best['stage']}-{best['number']:04d}"
+    return train_seeds(cfg.out / "best.yaml", None, cfg.seeds, out=folder, quiet=True)
 
 
 def check_config(cfg: SearchConfig) -> None:

@@ -33,13 +33,22 @@ from typing import TYPE_CHECKING, Any
 from trainlab.engine.callbacks import Callback
 from trainlab.errors import TrainlabError
 from trainlab.files import atomic_write
+from trainlab.tuning.slots import SKIPPED, claim
 from trainlab.tuning.space import Space
 
 if TYPE_CHECKING:
     from trainlab.engine.loop import Trainer
     from trainlab.recipe import Recipe
 
-__all__ = ["TrialFailed", "SearchInterrupted", "TrialReporter", "Objective", "write_trial_card"]
+__all__ = [
+    "TrialFailed",
+    "SearchInterrupted",
+    "TrialReporter",
+    "Objective",
+    "write_trial_card",
+    "best_validation",
+    "best_of",
+]
 
 
 class TrialFailed(Exception):
@@ -52,13 +61,13 @@ class SearchInterrupted(TrainlabError):
 
     prefix = "stopped"
 
-    def __init__(self, error: TrainlabError, number: int, run_dir: Path) -> None:
-        signal_name = str(error).split(" received", 1)[0]
+    def __init__(self, error: TrainlabError | None, number: int, run_dir: Path) -> None:
+        signal_name = str(error).split(" received", 1)[0] if error is not None else "SIGINT"
         super().__init__(
-            f"{signal_name} received: trial {number} saved a checkpoint in {run_dir}; run the "
-            "same search command again to continue the study (the trial resumes from it)"
+            f"{signal_name} received: trial {number} stopped ({run_dir}); run the same search "
+            "command again to continue the study (the trial resumes from its last checkpoint)"
         )
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code if error is not None else 130
 
 
 class TrialReporter(Callback):
@@ -109,10 +118,16 @@ class Objective:
     on_done: Callable[[dict[str, Any]], None] | None = None
     study_name: str = ""
     sick_overrides: dict[str, Any] = field(default_factory=dict)
+    count: int = 1 << 30  # the stage's trials: a new trial past them ends at once (slots.claim)
+    maximize: bool = True
 
     def __call__(self, trial: Any) -> float:
         import optuna
 
+        skip = claim(trial.study.get_trials(deepcopy=False), trial.number, self.count)
+        if skip is not None:  # another worker took this place first
+            trial.set_user_attr(SKIPPED, skip)
+            raise TrialFailed(f"skipped: {skip}")
         params = self.space.suggest(trial)
         run_dir = self._run_dir(trial)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -122,7 +137,11 @@ class Objective:
         reporter = TrialReporter(trial, self.metric, card)
         callbacks = [reporter, *self.extra_callbacks()]
         try:
-            result = self._train(params, run_dir, callbacks)
+            self._train(params, run_dir, callbacks)
+        except KeyboardInterrupt:  # Ctrl-C outside the trainer's own handling (loading data...)
+            trial.set_user_attr("interrupted", True)
+            self._finish(card, run_dir, "interrupted", None, "interrupted")
+            raise SearchInterrupted(None, trial.number, run_dir) from None
         except TrainlabError as exc:
             sick = _sick_reason(callbacks, exc)
             if getattr(exc, "prefix", "") == "stopped":  # Ctrl-C / SIGTERM: resume it later
@@ -136,7 +155,7 @@ class Objective:
             return self._failed(trial, card, run_dir, str(exc).splitlines()[0])
         except Exception as exc:  # noqa: BLE001  (a crashed trial is recorded; the study goes on)
             return self._failed(trial, card, run_dir, f"{type(exc).__name__}: {exc}")
-        value = result.val.get(self.metric)
+        value = best_validation(run_dir, self.metric, self.maximize)
         stopped = reporter.pruned or _sick_reason(callbacks, None)
         if stopped:
             self._finish(card, run_dir, "pruned", value, stopped)
@@ -179,6 +198,28 @@ class Objective:
         write_trial_card(run_dir, card)
         if self.on_done is not None:
             self.on_done(card)
+
+
+def best_validation(run_dir: Path, metric: str, maximize: bool) -> float | None:
+    """The best ``metric`` over every validation in the run's ``metrics.jsonl`` (the trial's
+    value: the same whichever epoch the trainer keeps, and over all tries of a resumed trial)."""
+    path = run_dir / "metrics.jsonl"
+    records = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a torn last line of a killed try
+            continue
+    return best_of(records, metric, maximize)
+
+
+def best_of(records: Sequence[Mapping[str, Any]], metric: str, maximize: bool) -> float | None:
+    """The best finite ``metric`` among ``records`` (None when none has it)."""
+    values = [r.get(metric) for r in records]
+    finite = [float(v) for v in values if isinstance(v, int | float) and math.isfinite(v)]
+    if not finite:
+        return None
+    return max(finite) if maximize else min(finite)
 
 
 def _sick_reason(callbacks: Sequence[Callback], error: BaseException | None) -> str | None:
