@@ -132,6 +132,16 @@ def _unfinished_copy(src: Path, dst: Path, name: str) -> Path:
     return dst
 
 
+def _sorted_twice(page, column: int) -> tuple:
+    """The table's rows after one click on a header (ascending) and after a second (descending)."""
+    header = page.locator("table.runs th").nth(column)
+    header.click()
+    _, ascending = _table(page)
+    header.click()
+    _, descending = _table(page)
+    return ascending, descending
+
+
 def _table(page) -> tuple[list[str], list[list[str]]]:
     heads = page.evaluate("[...document.querySelectorAll('table.runs th')].map(h => h.textContent)")
     rows = page.evaluate(f"{SORTABLE_ROWS}.map(r => [...r.cells].map(c => c.dataset.v))")
@@ -187,10 +197,7 @@ def test_run_folders_page_opens_sorts_and_escapes(study: Path, tmp_path: Path):
     with open_page(Path(result["report"]).as_uri()) as (page, problems):
         images = _images_and_shot(page, tmp_path / "shot.png")
         heads, before = _table(page)
-        page.locator("table.runs th").nth(heads.index("optimizer.lr")).click()
-        _, ascending = _table(page)
-        page.locator("table.runs th").nth(heads.index("optimizer.lr")).click()
-        _, descending = _table(page)
+        ascending, descending = _sorted_twice(page, heads.index("optimizer.lr"))
         test = page.locator("table.runs th").nth(len(heads) - 1)
         test.click()
         _, by_test = _table(page)
@@ -244,10 +251,7 @@ def test_study_page_stages_importances_and_sort(study: Path, tmp_path: Path):
     with open_page(Path(result["report"]).as_uri()) as (page, problems):
         images = _images_and_shot(page, tmp_path / "shot.png")
         heads, before = _table(page)
-        page.locator("table.runs th").nth(heads.index("val_acc")).click()
-        _, ascending = _table(page)
-        page.locator("table.runs th").nth(heads.index("val_acc")).click()
-        _, descending = _table(page)
+        ascending, descending = _sorted_twice(page, heads.index("val_acc"))
     assert problems == []
     _assert_loaded(images, result["figures"], tmp_path, tmp_path / "shot.png")
     run, stage, state, val = (heads.index(h) for h in ("run", "stage", "state", "val_acc"))
