@@ -46,8 +46,13 @@ def test_overrides_as_a_mapping_keep_their_values():
 def test_run_result_selects_on_validation(tmp_path: Path):
     result = trainlab.train(None, QUICK, out=tmp_path / "run", progress=False)
     assert isinstance(result, trainlab.RunResult) and result.run_dir == tmp_path / "run"
-    assert set(result.val) == {"epoch", "val_loss", "val_acc", "val_top5"}
-    assert set(result.test) == {"test_loss", "test_acc", "test_top5"}
+    calibration = {"nll", "ece", "brier"}
+    assert set(result.val) == {"epoch", "val_loss", "val_acc", "val_top5"} | {
+        f"val_{k}" for k in calibration
+    }
+    assert set(result.test) == {"test_loss", "test_acc", "test_top5"} | {
+        f"test_{k}" for k in calibration
+    }
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary == result.summary
     assert summary["val"]["best"] == result.val and summary["val"]["final"]["val_acc"] > 0

@@ -84,7 +84,8 @@ def test_csv_and_tensorboard_hold_the_points_of_metrics_jsonl(uninterrupted: Pat
     records = _jsonl(uninterrupted)  # jsonl is written although the list does not name it
     header, rows = _csv(uninterrupted)
     assert header == [
-        "step", "epoch", "loss", "acc", "lr", "samples_per_s", "val_loss", "val_acc", "val_top5"
+        "step", "epoch", "loss", "acc", "lr", "samples_per_s", "val_loss", "val_acc", "val_top5",
+        "val_nll", "val_ece", "val_brier",
     ]  # fmt: skip
     assert rows == [{k: float(v) for k, v in r.items()} for r in records]
     assert sum("val_acc" in r for r in rows) == 3 and sum("loss" in r for r in rows) > 3

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from trainlab.engine.calibration import CalibrationSums
+
 __all__ = ["predictions", "Accumulator", "evaluate_model", "per_class_accuracy"]
 
 
@@ -25,11 +27,13 @@ def hard_labels(target: torch.Tensor) -> torch.Tensor:
 
 
 class Accumulator:
-    """Running sums of loss, correct and top-k correct, plus an optional confusion matrix."""
+    """Running sums of loss, correct and top-k correct, the calibration figures (NLL, ECE,
+    Brier: :mod:`trainlab.engine.calibration`), and an optional confusion matrix."""
 
     def __init__(self, num_classes: int, topk: int | None, device: torch.device, confusion=False):
         self.topk, self.num_classes = topk, num_classes
         self.sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss, n, correct, topk
+        self.calibration = CalibrationSums(device)
         self.confusion = (
             torch.zeros(num_classes, num_classes, device=device, dtype=torch.int64)
             if confusion
@@ -52,6 +56,7 @@ class Accumulator:
                 top.double(),
             ]
         )
+        self.calibration.add(scores, y)
         if self.confusion is not None:
             flat = y * self.num_classes + pred
             self.confusion += torch.bincount(flat, minlength=self.num_classes**2).view_as(
@@ -64,7 +69,7 @@ class Accumulator:
         out = {f"{prefix}_loss": loss / n, f"{prefix}_acc": correct / n}
         if self.topk and self.num_classes > self.topk:
             out[f"{prefix}_top{self.topk}"] = top / n
-        return out
+        return {**out, **self.calibration.result(prefix)}
 
 
 @torch.no_grad()
