@@ -115,7 +115,7 @@ def test_a_class_from_main_is_refused_in_one_line(tmp_path: Path):
         ),
         (
             ["model.name=tv.resnet18", "model.kwargs={weights: IMAGENET1K_V1}"],
-            "model.kwargs.weights: no weights are downloaded here",
+            "model.kwargs.weights='IMAGENET1K_V1' names torchvision weights, and nothing is downloaded",  # noqa: E501
         ),
     ],
 )

@@ -65,7 +65,7 @@ def test_a_user_class_whose_constructor_raises(tmp_path: Path):
         ),
         (
             ["model.name=tv.resnet18", "model.kwargs.weights=DEFAULT"],
-            "model.kwargs.weights: no weights are downloaded here",
+            "model.kwargs.weights='DEFAULT' names torchvision weights, and nothing is downloaded",  # noqa: E501
         ),
         (
             ["model.name=tv.resnet18", "model.kwargs.hidden=3"],

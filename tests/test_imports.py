@@ -124,7 +124,14 @@ LAYERS = [
     ("trainlab.engine",),
     ("trainlab.diagnosis", "trainlab.evaluation"),
     ("trainlab.runs", "trainlab.seeds", "trainlab.tuning"),
-    ("trainlab.api", "trainlab.cli", "trainlab.cli_common", "trainlab.cli_search", "trainlab"),
+    (
+        "trainlab.api",
+        "trainlab.cli",
+        "trainlab.cli_common",
+        "trainlab.cli_search",
+        "trainlab.cli_ensemble",
+        "trainlab",
+    ),  # fmt: skip
 ]
 
 

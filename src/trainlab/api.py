@@ -32,19 +32,31 @@ __all__ = [
 ]
 
 
-def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> dict[str, Any]:
+def evaluate(
+    run_dir: str | Path,
+    weights: str = "final",
+    plot: bool = True,
+    tta: str | list[str] | None = None,
+    mc_dropout: int | None = None,
+) -> dict[str, Any]:
     """Test-split loss, accuracy, per-class accuracy and confusion matrix of a trained run.
 
     ``weights``: ``final`` (what training ended with), ``best`` (best validation) or ``last``.
     The model comes from :func:`load_run`; only the test split is read from the dataset.
     ``per_class_acc`` holds only the classes with test examples (a class without any has no
     accuracy, and 0.0 would claim one); those are listed in ``no_test_examples``.
+    ``tta`` (policies, ``"flip,crops"``) and ``mc_dropout`` (passes) add ``tta``: accuracy and
+    calibration of each level and its gain over plain evaluation
+    (:func:`trainlab.evaluation.tta.tta_levels`); the other figures stay plain evaluation's.
     """
     from trainlab.data.datasets import load_splits
     from trainlab.engine.metrics import per_class_accuracy
     from trainlab.evaluation.predictor import load_run
+    from trainlab.evaluation.tta import check_mc_dropout, resolve_policies, tta_levels
 
     predictor = load_run(run_dir, weights)
+    resolve_policies(tta, predictor.in_shape, predictor.model)  # bad values fail before the data
+    check_mc_dropout(mc_dropout, predictor.model)
     splits = load_splits(predictor.recipe.data)
     metrics, conf = predictor.evaluate(splits.x_test, splits.y_test)
     per_class = per_class_accuracy(conf, predictor.classes)
@@ -55,6 +67,12 @@ def evaluate(run_dir: str | Path, weights: str = "final", plot: bool = True) -> 
         "no_test_examples": [name for name in predictor.classes if name not in per_class],
         "confusion": conf.tolist(),
     }
+    if tta or mc_dropout is not None:
+        result["tta"] = tta_levels(predictor, splits.x_test, splits.y_test, tta, mc_dropout)
+    from trainlab.evaluation.calibration import calibration_report
+
+    reliability = Path(run_dir) / "reliability.png" if plot else None
+    result["calibration"] = calibration_report(predictor, splits, reliability)
     if plot:
         from trainlab.evaluation.plots import plot_confusion
 
@@ -204,15 +222,30 @@ def predict(
     inputs: str | Path,
     out: str | Path | None = None,
     weights: str = "final",
+    tta: str | None = None,
+    mc_dropout: int | None = None,
 ) -> dict[str, Any]:
     """Class and probabilities of every input in ``inputs`` (an .npz/.npy, a CSV with the
     training columns, an image file or a folder of images), with accuracy when the inputs carry
-    labels. ``out``: also write one CSV row per input (input, class, name, p_CLASS...)."""
+    labels. ``out``: also write one CSV row per input (input, class, name, p_CLASS...).
+    ``tta``: one policy, probabilities averaged over its views; ``mc_dropout``: T passes with
+    dropout on, averaged, and each row gains ``entropy`` and ``variance``
+    (:mod:`trainlab.evaluation.tta`)."""
+    from trainlab.errors import TrainlabError
     from trainlab.evaluation.predictor import load_run as load
+    from trainlab.evaluation.tta import averaged_probabilities, check_mc_dropout, resolve_policies
 
     predictor = load(run_dir, weights)
+    if tta is not None and len(resolve_policies(tta, predictor.in_shape, predictor.model)) > 1:
+        raise TrainlabError(f"--tta {tta!r}: predict averages over one policy; name one")
+    check_mc_dropout(mc_dropout, predictor.model)
     read = predictor.read(inputs)
-    probs = predictor.predict_proba(read.x)
+    entropy = variance = None
+    if tta is None and mc_dropout is None:
+        probs = predictor.predict_proba(read.x)
+    else:
+        averaged = averaged_probabilities(predictor, read.x, tta or "identity", mc_dropout)
+        probs, entropy, variance = averaged.probs, averaged.entropy, averaged.variance
     picked = probs.argmax(1)
     classes = predictor.classes
     rows = [
@@ -224,7 +257,14 @@ def predict(
         }
         for name, c, p in zip(read.names, picked, probs, strict=True)
     ]
+    if entropy is not None and variance is not None:
+        for row, h, v in zip(rows, entropy.tolist(), variance.tolist(), strict=True):
+            row["entropy"], row["variance"] = round(h, 6), round(v, 8)
     result: dict[str, Any] = {"inputs": read.source, "n": len(rows), "weights": weights}
+    if tta is not None:
+        result["tta"] = tta
+    if mc_dropout is not None:
+        result["mc_dropout"] = mc_dropout
     if read.y is not None:
         result["accuracy"] = float((picked.numpy() == read.y).mean()) if len(rows) else 0.0
     if out is not None:
@@ -241,10 +281,11 @@ def _write_predictions(path: Path, rows: list[dict[str, Any]], classes: list[str
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["input", "class", "name", *(f"p_{c}" for c in classes)])
+    extra = [k for k in ("entropy", "variance") if rows and k in rows[0]]  # with --mc-dropout
+    writer.writerow(["input", "class", "name", *(f"p_{c}" for c in classes), *extra])
     for row in rows:
         probs = [row["probabilities"][c] for c in classes]
-        writer.writerow([row["input"], row["class"], row["name"], *probs])
+        writer.writerow([row["input"], row["class"], row["name"], *probs, *(row[k] for k in extra)])
     atomic_write(path, buffer.getvalue().encode())
     return path
 

@@ -218,6 +218,12 @@ class DataConfig(Section):
         description="class names in label order (their count is C); a dataset that names its "
         "classes is mapped onto them by name",
     )
+    keep_classes: list[int] | None = Field(
+        None,
+        min_length=2,
+        description="train on these source labels only (e.g. [5, 6, 7, 8, 9]): other examples "
+        "are dropped, the kept labels become 0..K-1 in this order, their class names are kept",
+    )
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     stratify: bool = Field(
@@ -249,6 +255,13 @@ class DataConfig(Section):
                 raise ValueError(f"class names must differ; given twice: {', '.join(twice)}")
         return names
 
+    @field_validator("keep_classes")
+    @classmethod
+    def _distinct_labels(cls, labels: list[int] | None) -> list[int] | None:
+        if labels is not None and (min(labels) < 0 or len(set(labels)) != len(labels)):
+            raise ValueError(f"expected distinct labels >= 0, got {labels}")
+        return labels
+
     @model_validator(mode="after")
     def _classes_agree(self) -> DataConfig:
         """data.num_classes and data.classes both state C: they must say the same."""
@@ -276,8 +289,93 @@ class PreprocessConfig(Section):
     _known = registered_name("preprocess")
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt")
+# torchvision's weights enums (ResNet18_Weights.DEFAULT) and their members (IMAGENET1K_V1)
+_TV_WEIGHTS = re.compile(r"^(\w+_Weights(\.\w+)?|IMAGENET1K_\w+|DEFAULT)$")
+
+
+def _no_download(value: str, key: str = "") -> str:
+    """The one-line refusal of a torchvision weights name: nothing is downloaded here."""
+    return (
+        f"{key + '=' if key else ''}{value!r} names torchvision weights, and nothing is "
+        "downloaded here; save them where a download works (torch.save(torchvision.models."
+        "resnet18(weights=...).state_dict(), 'resnet18.pth')) and set model.from to that "
+        "local .pth/.safetensors file, or to a trained run folder"
+    )
+
+
+class UnfreezeStep(Section):
+    """One step of a gradual unfreezing (ULMFiT; fastai's ``unfreeze``): from epoch ``epoch``
+    on, the head plus the last ``blocks`` backbone blocks train (``all``: every parameter)."""
+
+    epoch: int = Field(
+        ge=1, description="epochs trained before this step applies (1: from the second epoch)"
+    )
+    blocks: int | Literal["all"] = Field(
+        "all",
+        description="backbone blocks (top-level child modules with parameters, counted from "
+        "the head) that train from then on; all: everything",
+    )
+
+    @field_validator("blocks")
+    @classmethod
+    def _some_blocks(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"expected a number of blocks >= 1 or all, got {value}")
+        return value
+
+
+class FreezeConfig(Section):
+    """The pretrained backbone is frozen (no update, no weight decay) and only the head and
+    the layers ``model.from`` did not fill train, until the ``unfreeze`` steps say otherwise.
+
+    ``freeze: N`` is short for ``{unfreeze: [{epoch: N, blocks: all}]}``: fastai's
+    ``fine_tune(freeze_epochs=N)``. ``freeze: {}`` keeps the backbone frozen for the whole run
+    (a linear probe, when the head is one layer).
+    """
+
+    unfreeze: list[UnfreezeStep] = Field(
+        default_factory=list,
+        description="[{epoch: E, blocks: N|all}, ...] in increasing epochs and blocks; "
+        "empty: frozen for the whole run",
+    )
+    bn_eval: bool = Field(
+        False,
+        description="frozen batch-norm layers run in eval mode: their running statistics stay "
+        "the pretrained ones (false: they keep adapting to the new data; their affine weights "
+        "are frozen either way)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _epochs_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return {"unfreeze": [{"epoch": value, "blocks": "all"}]}
+        return value
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _increasing(cls, steps: list[UnfreezeStep]) -> list[UnfreezeStep]:
+        """Each step unfreezes more, later: a step that froze again would undo the last."""
+        for before, after in zip(steps, steps[1:], strict=False):
+            more = before.blocks != "all" and (
+                after.blocks == "all" or after.blocks > before.blocks
+            )
+            if after.epoch <= before.epoch or not more:
+                raise ValueError(
+                    "steps must come in increasing epochs, each unfreezing more blocks than the "
+                    f"one before (got epoch {before.epoch} blocks {before.blocks}, then epoch "
+                    f"{after.epoch} blocks {after.blocks})"
+                )
+        return steps
+
+
 class ModelConfig(Section):
     """Architecture plus the one-time-setup choices every model takes from the recipe."""
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, allow_inf_nan=False, serialize_by_alias=True
+    )
 
     name: str = "mlp"
     widths: list[int] = Field(default_factory=lambda: [128], description="mlp hidden widths")
@@ -327,6 +425,36 @@ class ModelConfig(Section):
         default_factory=dict,
         description="torchvision/user class args (num_classes and in_shape come from the data)",
     )
+    from_: str | None = Field(
+        None,
+        alias="from",
+        description="transfer learning: start from a trained run folder's final weights or a "
+        "local .safetensors/.pth/.pt state dict; tensors whose names and shapes match are "
+        "loaded, the rest (the head, when the classes differ) keep their fresh init; the new "
+        "data's own preprocessing is fitted as usual",
+    )
+    freeze: FreezeConfig | None = Field(
+        None,
+        description="train only the head (and what model.from did not fill) at first: "
+        "N (epochs, then everything) or {unfreeze: [{epoch, blocks}], bn_eval}",
+    )
+
+    @field_validator("from_")
+    @classmethod
+    def _local_weights(cls, value: str | None) -> str | None:
+        """A run folder or a weights file; a torchvision weights name is refused (no download)."""
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("expected a run folder or a .safetensors/.pth/.pt file, got ''")
+        if _TV_WEIGHTS.match(value):
+            raise ValueError(_no_download(value))
+        suffix = Path(value).suffix
+        if suffix and suffix not in WEIGHT_SUFFIXES and not Path(value).is_dir():
+            raise ValueError(
+                f"{value!r}: expected a run folder or a {'/'.join(WEIGHT_SUFFIXES)} file"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -349,9 +477,11 @@ class ModelConfig(Section):
                     f"model.kwargs.{key}: trainlab passes {key} from the data; remove it"
                 )
         if self.name.startswith("tv.") and "weights" in self.kwargs:
+            raise ValueError(_no_download(str(self.kwargs["weights"]), "model.kwargs.weights"))
+        if self.freeze is not None and self.from_ is None:
             raise ValueError(
-                "model.kwargs.weights: no weights are downloaded here; train from scratch, or "
-                "load local weights into your own class"
+                "model.freeze freezes pretrained layers: set model.from to a run folder or a "
+                "weights file (a frozen random backbone learns nothing)"
             )
         if self.kwargs and not foreign:
             raise ValueError(
@@ -402,9 +532,17 @@ class OptimizerConfig(Named):
     """torch.optim underneath; ``lr`` is given for ``base_batch_size`` and scaled if asked."""
 
     kind: ClassVar[str] = "optimizer"
-    own_fields: ClassVar[tuple[str, ...]] = ("lr", "weight_decay", "base_batch_size", "lr_scaling")
+    own_fields: ClassVar[tuple[str, ...]] = (
+        "lr", "weight_decay", "base_batch_size", "lr_scaling", "pretrained_lr_scale"
+    )  # fmt: skip
     name: str = "adamw"
     lr: float = Field(1e-3, gt=0.0)
+    pretrained_lr_scale: float = Field(
+        1.0,
+        gt=0.0,
+        description="discriminative learning rates: the layers loaded from model.from train "
+        "at lr times this (e.g. 0.1), the head and other new layers at lr",
+    )
     weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay (AdamW style)")
     base_batch_size: int | None = Field(None, gt=0)
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
@@ -452,6 +590,21 @@ class EarlyStoppingConfig(Section):
     restore_best: bool = True
 
 
+class EmaConfig(Section):
+    """An exponential moving average (Polyak average) of the weights, used for validation,
+    the best checkpoint, the saved model and the test figures (see ``engine.ema``)."""
+
+    decay: float = Field(
+        0.999, gt=0.0, lt=1.0, description="weight of the average kept at each update (rho)"
+    )
+    every: int = Field(1, ge=1, description="update the average every N optimiser steps")
+    warmup: bool = Field(
+        True,
+        description="decay warm-up: use min(decay, (1+n)/(10+n)) at the n-th update, so the "
+        "average forgets the initial weights quickly",
+    )
+
+
 class TrainingConfig(Section):
     """How long, how many examples per step, and the numerics of each step."""
 
@@ -476,6 +629,9 @@ class TrainingConfig(Section):
     )
     nonfinite_retries: int = Field(3, ge=1, description="rollbacks allowed before stopping")
     early_stopping: EarlyStoppingConfig | None = None
+    ema: EmaConfig | None = Field(
+        None, description="average the weights during training (decay, every, warmup)"
+    )
     log_every: int = Field(20, gt=0, description="steps between logged training metrics")
     loggers: list[Literal["jsonl", "csv", "tensorboard"]] = Field(
         default_factory=lambda: ["jsonl"],
@@ -490,6 +646,47 @@ class TrainingConfig(Section):
     monitor_every: int = Field(
         0, ge=0, description="per-layer activation/gradient statistics every N steps (0: off)"
     )
+    snapshots: bool = Field(
+        False, description="save the weights at the end of each SGDR cycle (snapshot ensemble)"
+    )
+
+    @field_validator("ema", mode="before")
+    @classmethod
+    def _ema_shorthand(cls, value: Any) -> Any:
+        """``training.ema=true`` turns it on with the defaults, ``false`` leaves it off."""
+        if isinstance(value, bool):
+            return {} if value else None
+        return value
+
+
+class DistillConfig(Section):
+    """Knowledge distillation (Hinton et al. 2015): the student's training loss is
+    ``(1 - alpha) * loss + alpha * T^2 * KL(teacher || student)`` on T-softened probabilities;
+    an ensemble teacher's softened probabilities are averaged (see ``trainlab.nn.distill``).
+    Validation and test report the plain loss."""
+
+    teacher: str | list[str] = Field(
+        description="the teacher's run folder, or a list of run folders (an ensemble)"
+    )
+    temperature: float = Field(4.0, gt=0.0, description="T: softens both distributions")
+    alpha: float = Field(
+        0.9, ge=0.0, le=1.0, description="weight of the soft (teacher) term; 1 - alpha: labels"
+    )
+    weights: Literal["final", "best", "last"] = Field(
+        "final", description="which weights of each teacher run"
+    )
+
+    @field_validator("teacher")
+    @classmethod
+    def _some_teacher(cls, value: str | list[str]) -> str | list[str]:
+        folders = [value] if isinstance(value, str) else value
+        if not folders or any(not f.strip() for f in folders):
+            raise ValueError(f"expected a run folder or a list of run folders; got {value!r}")
+        return value
+
+    def teachers(self) -> list[str]:
+        """The teacher run folders, one or many."""
+        return [self.teacher] if isinstance(self.teacher, str) else list(self.teacher)
 
 
 class EvaluationConfig(Section):
@@ -510,6 +707,9 @@ class Recipe(Section):
     augment: list[AugmentSpec] = Field(default_factory=list)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossSpec = Field(default_factory=lambda: LossSpec(name="cross_entropy"))
+    distill: DistillConfig | None = Field(
+        None, description="train on a teacher run's (or ensemble's) softened probabilities"
+    )
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
@@ -531,7 +731,7 @@ class Recipe(Section):
         return self
 
     def _consistency_problems(self) -> list[str]:
-        problems = [*self.schedule.problems_with(self.data)]
+        problems = [*self.schedule.problems_with(self.data), *self._transfer_problems()]
         if self.training.early_stopping is not None and self.data.val_fraction == 0:
             problems.append(
                 "training.early_stopping needs a validation split: data.val_fraction is 0"
@@ -547,6 +747,34 @@ class Recipe(Section):
                 f"training.monitor_every: {self.optimizer.name} takes full-batch steps through "
                 "a closure; the layer monitor needs mini-batch steps (set it to 0)"
             )
+        if self.training.snapshots and self.schedule.name != "sgdr":
+            problems.append(
+                f"training.snapshots saves the weights at the end of each SGDR cycle: set "
+                f"schedule.name=sgdr (schedule is {self.schedule.name})"
+            )
+        if self.training.ema is not None and closure:
+            problems.append(
+                f"training.ema: {self.optimizer.name} takes full-batch steps through a closure; "
+                "the weight average needs mini-batch steps (leave training.ema out)"
+            )
+        return problems
+
+    def _transfer_problems(self) -> list[str]:
+        """Discriminative rates need pretrained layers; an unfreeze step past the run's last
+        epoch would never happen (refused, not ignored: the user decides which to change)."""
+        problems = []
+        if self.optimizer.pretrained_lr_scale != 1.0 and self.model.from_ is None:
+            problems.append(
+                "optimizer.pretrained_lr_scale scales the layers loaded from model.from; "
+                "set model.from, or leave the scale at 1"
+            )
+        freeze, epochs = self.model.freeze, self.training.epochs
+        for i, step in enumerate(freeze.unfreeze if freeze is not None else []):
+            if self.training.max_steps is None and step.epoch >= epochs:
+                problems.append(
+                    f"model.freeze.unfreeze[{i}].epoch={step.epoch} is not below "
+                    f"training.epochs={epochs}: that step would never happen"
+                )
         return problems
 
     def _preprocess_augment_problems(self) -> list[str]:
@@ -670,7 +898,8 @@ def _fields_at(loc: tuple) -> list[str]:
         model = next(
             (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
         )
-    return list(getattr(model, "model_fields", {})) if model is not None else []
+    fields = getattr(model, "model_fields", {}) if model is not None else {}
+    return [field.alias or name for name, field in fields.items()]  # model.from, not from_
 
 
 def _steps_out(loc: tuple) -> tuple:

@@ -75,4 +75,14 @@ TECHNIQUES: tuple[Technique, ...] = (
         ("training.grad_clip=1.0",),
         "clip the global gradient norm before each update",
     ),
+    Technique(
+        "ema",
+        ("training.ema={decay: 0.999}",),
+        "exponential moving average of the weights (and BN statistics); evaluated and saved",
+    ),
+    Technique(
+        "snapshot_ensemble",
+        ("schedule.name=sgdr", "training.snapshots=true"),
+        "the weights at the end of each SGDR cycle; trainlab ensemble RUN --snapshots",
+    ),
 )

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+import trainlab
+from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.loop import Trainer
 
@@ -30,3 +34,15 @@ def log_without_timing(run: Path) -> list[dict]:
     """``metrics.jsonl``'s records less throughput (the one field a resumed run may change)."""
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(x).items() if k != "samples_per_s"} for x in lines]
+
+
+def crash_then_resume(overrides: list[str], run: Path, crash: Crash) -> dict:
+    """Train ``overrides`` into ``run`` until ``crash``, then resume as a user would (the same
+    command with --resume); the resumed run's summary."""
+    recipe = trainlab.resolve_recipe(None, overrides)
+    run.mkdir()
+    (run / "recipe.yaml").write_text(recipe.to_yaml())
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(build(recipe), run, callbacks=[crash], progress=False).fit()
+    assert not (run / "summary.json").exists()
+    return trainlab.train(None, out=run, resume=True, progress=False).summary

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
-from tests.engine.engine_util import Crash, log_without_timing
+from tests.engine.engine_util import Crash, crash_then_resume, log_without_timing
 from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.loop import Trainer
@@ -76,14 +76,8 @@ def uninterrupted(tmp_path_factory) -> Path:
 def test_resume_after_a_crash_gives_identical_weights_and_log(
     tmp_path: Path, uninterrupted: Path, crash: dict
 ):
-    recipe = trainlab.resolve_recipe(None, RESUME)
     run = tmp_path / "crashed"
-    run.mkdir()
-    (run / "recipe.yaml").write_text(recipe.to_yaml())
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(build(recipe), run, callbacks=[Crash(**crash)], progress=False).fit()
-    assert not (run / "summary.json").exists()
-    resumed = trainlab.train(None, out=run, resume=True, progress=False).summary
+    resumed = crash_then_resume(RESUME, run, Crash(**crash))
 
     a = load_file(uninterrupted / "model.safetensors")
     b = load_file(run / "model.safetensors")

@@ -45,6 +45,7 @@ __all__ = [
     "RawData",
     "Splits",
     "load_splits",
+    "keep_classes",
     "read_raw",
     "check_labels",
     "check_classes",
@@ -474,9 +475,43 @@ def read_raw(cfg: DataConfig) -> RawData:
     return entry.factory(**{key: getattr(cfg, key) for key in entry.params()})
 
 
+def keep_classes(raw: RawData, keep: list[int]) -> RawData:
+    """Only the examples of the source labels ``keep``, relabelled 0..K-1 in that order, with
+    their class names (``data.keep_classes``): the data of a transfer experiment (pretrain on
+    MNIST-1D's 0-4, fine-tune on 5-9) is carved from one source without a copy on disk."""
+    y_train = check_labels(raw.y_train, raw.source, lines=raw.train_lines)
+    names = raw.classes
+    absent = [k for k in keep if not (y_train == k).any()]
+    if absent or (names is not None and max(keep) >= len(names)):
+        raise DataError(
+            f"{raw.source}: data.keep_classes {keep}: label {(absent or [max(keep)])[0]} has no "
+            f"training examples (labels present: {_spans(np.unique(y_train).tolist())})"
+        )
+    remap = np.zeros(max(keep) + 1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+
+    def rows_of(y: np.ndarray, lines: list[int] | None) -> tuple[np.ndarray, list[int] | None]:
+        rows = np.flatnonzero(np.isin(y, keep))
+        return rows, None if lines is None else [lines[i] for i in rows]
+
+    rows, train_lines = rows_of(y_train, raw.train_lines)
+    x_test = y_test = test_lines = None
+    if raw.y_test is not None and raw.x_test is not None:
+        y_all = check_labels(raw.y_test, raw.test_source or f"{raw.source} (test)")
+        test_rows, test_lines = rows_of(y_all, raw.test_lines)
+        x_test, y_test = raw.x_test[test_rows], remap[y_all[test_rows]]
+    kept = [names[k] if names is not None else str(k) for k in keep]
+    return RawData(
+        raw.x_train[rows], remap[y_train[rows]], x_test, y_test, kept, raw.source,
+        list(raw.notes), raw.test_source, train_lines, test_lines,
+    )  # fmt: skip
+
+
 def load_splits(cfg: DataConfig) -> Splits:
     """Read the recipe's dataset, validate it, settle its classes and cut train / val / test."""
     raw = read_raw(cfg)
+    if cfg.keep_classes is not None:
+        raw = keep_classes(raw, list(cfg.keep_classes))
     test_source = raw.test_source or f"{raw.source} (test)"
     y_train = check_labels(raw.y_train, raw.source, lines=raw.train_lines)
     x_train = check_features(raw.x_train, y_train, raw.source)

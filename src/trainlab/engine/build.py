@@ -27,10 +27,12 @@ from trainlab.data.augment import Pipeline
 from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader
 from trainlab.data.preprocess import Preprocessor, create_preprocessor, resolve_preprocess_name
+from trainlab.engine.distill import Distillation, build_distillation
 from trainlab.engine.seeding import rng_state, run_state
+from trainlab.engine.transfer import load_pretrained
 from trainlab.errors import RecipeError, TrainlabWarning
 from trainlab.nn.init import INITS
-from trainlab.nn.losses import LOSSES
+from trainlab.nn.losses import LOSSES, num_outputs  # re-exported: build's __all__
 from trainlab.nn.models import create_model
 from trainlab.optim.optimizers import OPTIMIZERS, create_optimizer, scaled_lr
 from trainlab.optim.schedules import ScaledLR, create_schedule
@@ -84,6 +86,8 @@ class Parts:
     total_steps: int
     topk: int | None
     rng: dict[str, Any] = field(repr=False, default_factory=dict)
+    distill: Distillation | None = None  # the teachers of ``distill:`` (None: off)
+    pretrained: tuple[str, ...] = ()  # parameter names model.from loaded (engine.transfer)
 
     @property
     def num_classes(self) -> int:
@@ -98,7 +102,8 @@ class Parts:
         self, model: nn.Module, lr: float | None = None, weight_decay: float | None = None
     ) -> torch.optim.Optimizer:
         """The recipe's optimiser over another model (a copy a diagnosis trains)."""
-        return build_optimizer(self.recipe, model, self.base_lr if lr is None else lr, weight_decay)
+        lr = self.base_lr if lr is None else lr
+        return build_optimizer(self.recipe, model, lr, weight_decay, self.pretrained)
 
 
 def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
@@ -112,6 +117,7 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
         recipe = resolve_preprocess(recipe, splits.in_shape)
         preprocess, raw_sample = build_preprocess(recipe, splits, device)
         net = build_model(recipe, splits, preprocess, raw_sample, device, module=model)
+        pretrained = load_pretrained(recipe, net, splits.classes)  # model.from; () when off
         warn_dropout_with_batch_norm(net)
         loss_fn, eval_loss_fn = build_losses(recipe)
         info = OPTIMIZERS.get(recipe.optimizer.name).info["optim"]
@@ -124,10 +130,11 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
             recipe.optimizer.base_batch_size,
             recipe.optimizer.lr_scaling,
         )
-        optimizer = build_optimizer(recipe, net, base_lr)
+        optimizer = build_optimizer(recipe, net, base_lr, pretrained=pretrained)
         lr = build_schedule(recipe, base_lr, steps_per_epoch, total)
         topk = build_topk(recipe, splits.num_classes)
         check_forward(recipe, net, preprocess, splits, device)
+        distill = build_distillation(recipe, splits, preprocess, device)
         rng = rng_state()
     return Parts(
         recipe=recipe,
@@ -146,6 +153,8 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
         steps_per_epoch=steps_per_epoch,
         total_steps=total,
         topk=topk,
+        distill=distill,
+        pretrained=pretrained,
         rng=rng,
     )
 
@@ -235,11 +244,6 @@ def warn_dropout_with_batch_norm(model: nn.Module) -> None:
         TrainlabWarning,
         stacklevel=3,
     )
-
-
-def num_outputs(loss_name: str, num_classes: int) -> int:
-    """One logit for binary cross-entropy on two classes, else one score per class."""
-    return 1 if loss_name == "bce" and num_classes == 2 else num_classes
 
 
 @torch.no_grad()
@@ -336,13 +340,21 @@ def build_loader(
 
 
 def build_optimizer(
-    recipe: Recipe, model: nn.Module, lr: float, weight_decay: float | None = None
+    recipe: Recipe,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float | None = None,
+    pretrained: tuple[str, ...] = (),
 ) -> torch.optim.Optimizer:
     """The recipe's optimiser over ``model`` at ``lr`` (decoupled weight decay set up;
-    ``weight_decay`` overrides the recipe's, e.g. 0 for a diagnosis)."""
+    ``weight_decay`` overrides the recipe's, e.g. 0 for a diagnosis; the ``pretrained``
+    parameters at ``optimizer.pretrained_lr_scale`` times the lr)."""
     ocfg, rcfg = recipe.optimizer, recipe.regularization
     wd = ocfg.weight_decay if weight_decay is None else weight_decay
-    return create_optimizer(ocfg.name, ocfg.params(), model, lr, rcfg.decay_bias_and_norm, wd)
+    return create_optimizer(
+        ocfg.name, ocfg.params(), model, lr, rcfg.decay_bias_and_norm, wd,
+        pretrained, ocfg.pretrained_lr_scale,
+    )  # fmt: skip
 
 
 def build_schedule(

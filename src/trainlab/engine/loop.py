@@ -9,6 +9,7 @@ accumulate on the device and are read back only every ``training.log_every`` ste
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -24,6 +25,7 @@ from trainlab.engine import checkpoint as ckpt
 from trainlab.engine.best import Best
 from trainlab.engine.build import Parts, as_tensor, nondeterministic_error, num_outputs
 from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer
+from trainlab.engine.ema import EMA
 from trainlab.engine.lock import RunLock
 from trainlab.engine.metrics import evaluate_model, hard_labels, predictions
 from trainlab.engine.provenance import provenance
@@ -86,6 +88,7 @@ class Trainer:
             self.recipe, self.run_dir, self.total_steps, progress, callbacks, quiet=quiet
         )
         self.checkpointer = next(cb for cb in cbs if isinstance(cb, Checkpointer))
+        self.ema = next((cb for cb in cbs if isinstance(cb, EMA)), None)  # training.ema
         self.callbacks = CallbackList(cbs)
 
     @property
@@ -157,6 +160,7 @@ class Trainer:
         """Epoch after epoch: train, validate, end-of-epoch callbacks; stop when asked."""
         every = self.recipe.evaluation.every
         while self.work_left() and not self.stop_reason:
+            self.model.train()  # before the callbacks: model.freeze puts frozen BN back to eval
             self.callbacks("on_epoch_start", self)
             tick = time.perf_counter()
             try:
@@ -170,9 +174,10 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - tick
             last = self.step >= self.total_steps or self.epoch + 1 == self.recipe.training.epochs
             if len(self.splits.x_val) and ((self.epoch + 1) % every == 0 or last):
-                self.last_val = self.evaluate_split("val")
-                self.best.update(self.last_val, self.epoch + 1, self.step)
-                self.callbacks("on_eval_end", self, self.last_val)
+                with self.averaged():  # the best checkpoint, early stopping: the same weights
+                    self.last_val = self.evaluate_split("val")
+                    self.best.update(self.last_val, self.epoch + 1, self.step)
+                    self.callbacks("on_eval_end", self, self.last_val)
             self.callbacks("on_epoch_end", self)
             self._stop_on_signal(epoch_done=True)
             self.epoch += 1
@@ -184,7 +189,6 @@ class Trainer:
         return self.step < self.total_steps or self.step > self.epoch * self.steps_per_epoch
 
     def _train_epoch(self) -> None:
-        self.model.train()
         if self.step >= self.total_steps:
             return  # resumed after the final step: only the epoch's end is left
         if self.parts.needs_closure:
@@ -308,6 +312,11 @@ class Trainer:
             split, self.parts.autocast, confusion,
         )  # fmt: skip
         return (metrics, conf) if confusion else metrics
+
+    def averaged(self) -> contextlib.AbstractContextManager[None]:
+        """Inside it, the model holds the weights the run is judged by: the average when
+        ``training.ema`` is on (swapped in, no copies), else its own."""
+        return self.ema.swapped() if self.ema is not None else contextlib.nullcontext()
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Model weights and preprocessing statistics: everything needed to predict."""
@@ -451,6 +460,10 @@ class Trainer:
         per_step = len(self.splits.y_train) if self.parts.needs_closure else self.loader.batch_size
         ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
         test = self.evaluate_split("test")
+        raw = {}
+        if self.ema is not None:  # the model holds the average since on_fit_end
+            with self.ema.swapped():  # the live weights, for comparison only
+                raw = {"raw": self.evaluate_split("test")}
         best_val = {"epoch": self.best.epoch, **self.best.metrics} if self.best.metrics else {}
         summary = {
             **test,
@@ -462,6 +475,7 @@ class Trainer:
             "samples_per_s": round(self.step * per_step / max(self.train_seconds, 1e-9), 1),
             "stop_reason": self.stop_reason,
             "skipped_batches": [list(b) for b in sorted(self.skip_batches)],
+            **raw,
             "num_params": sum(p.numel() for p in self.model.parameters()),
             **provenance(self.device),
             "run_dir": str(self.run_dir),

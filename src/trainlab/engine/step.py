@@ -27,6 +27,7 @@ from trainlab.optim.penalties import weight_penalty
 
 if TYPE_CHECKING:
     from trainlab.engine.build import Parts
+    from trainlab.engine.distill import Distillation
 
 __all__ = ["Step", "StepOut"]
 
@@ -64,15 +65,21 @@ class Step:
         decay_params: list[torch.Tensor] | None = None,
         guard: bool = True,
         needs_closure: bool = False,
+        distill: Distillation | None = None,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.distill = distill  # None: the plain loss, at no extra cost
         self.needs_closure = needs_closure
         self.autocast, self.grad_clip, self.guard = autocast, grad_clip, guard
         self.l1, self.l2 = l1, l2
         self.penalised = l1 > 0 or l2 > 0
         self.decay_params = list(decay_params or [])
         self.decoupled = any(g.get("decoupled_wd") for g in optimizer.param_groups)
-        self.trained = [p for p in model.parameters() if p.requires_grad]
+        self.trained = [p for p in model.parameters() if p.requires_grad]  # frozen: grad None
+        # discriminative rates (optimizer.pretrained_lr_scale): each group's lr is lr * scale;
+        # None when every scale is 1, so set_lr stays one store per group
+        scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]
+        self.lr_scales = scales if any(s != 1.0 for s in scales) else None
 
     @classmethod
     def of(
@@ -100,11 +107,16 @@ class Step:
             decay_params=[p for g in groups if g["decay"] for p in g["params"]],
             guard=recipe.training.nonfinite != "ignore",
             needs_closure=parts.needs_closure,
+            distill=parts.distill,
         )
 
     def set_lr(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        if self.lr_scales is None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            return
+        for group, scale in zip(self.optimizer.param_groups, self.lr_scales, strict=True):
+            group["lr"] = lr * scale
 
     def penalty(self) -> torch.Tensor:
         """l1 * sum|w| + l2/2 * sum w^2 over the decayed weights, added to the loss."""
@@ -114,7 +126,11 @@ class Step:
         self.set_lr(lr)
         with self.autocast():
             scores = self.model(x)
-        loss = self.loss_fn(scores.float(), y)
+            soft = None if self.distill is None else self.distill.targets(x)
+        if soft is None:  # inlined data_loss: the plain step pays no extra call
+            loss = self.loss_fn(scores.float(), y)
+        else:
+            loss = self.distill.loss(scores.float(), y, soft, self.loss_fn)
         self.optimizer.zero_grad(set_to_none=True)
         (loss + self.penalty() if self.penalised else loss).backward()
         norm = None
@@ -129,6 +145,15 @@ class Step:
             apply_decoupled_decay(self.optimizer)
         self.optimizer.step()
         return StepOut(loss, scores.detach(), norm, updated=True)
+
+    def data_loss(
+        self, scores: torch.Tensor, y: torch.Tensor, soft: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The recipe's loss, or with ``distill`` its mix with the teachers' soft targets
+        ``soft`` (computed on the same batch x, in the same autocast)."""
+        if soft is None:
+            return self.loss_fn(scores, y)
+        return self.distill.loss(scores, y, soft, self.loss_fn)
 
     def take(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOut:
         """One step of the recipe's kind: :meth:`full_batch` for closure optimisers (L-BFGS),
@@ -149,12 +174,14 @@ class Step:
         search that sees another loss at the same weights cannot converge. The returned loss
         and scores are measured after the step, in eval mode (no batch-norm statistics move)."""
         self.set_lr(lr)
+        with self.autocast():  # the teachers see the full batch once, not once per evaluation
+            soft = None if self.distill is None else self.distill.targets(x)
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
             with self.autocast():
                 scores = self.model(x)
-            loss = self.loss_fn(scores.float(), y)
+            loss = self.data_loss(scores.float(), y, soft)
             total = loss + self.penalty() if self.penalised else loss
             total.backward()
             return total
@@ -166,6 +193,6 @@ class Step:
         try:
             with torch.no_grad(), self.autocast():
                 scores = self.model(x).float()
-            return StepOut(self.loss_fn(scores, y).detach(), scores, None, updated=True)
+            return StepOut(self.data_loss(scores, y, soft).detach(), scores, None, updated=True)
         finally:
             self.model.train(was)

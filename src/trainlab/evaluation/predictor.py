@@ -4,14 +4,13 @@ Only the run folder is read: ``recipe.yaml`` (how to build the model and preproc
 ``model.json`` (input shape, class names: what the dataset would otherwise have told), and the
 weights (``model.safetensors``, or a checkpoint's). No dataset is loaded, no RNG of the caller's
 is touched, nothing is written. Evaluation, prediction, export (and later test-time
-augmentation, ensembles and transfer learning) are built on it.
+augmentation, ensembles and transfer learning) are built on it. Reading the folder is the
+engine's (:mod:`trainlab.engine.run_folder`), which a distillation teacher needs too.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,50 +19,13 @@ import torch
 from torch import nn
 
 from trainlab.data.inputs import Inputs
-from trainlab.data.preprocess import Preprocessor, create_preprocessor
-from trainlab.errors import DataError, RunFolderError
-from trainlab.recipe import Recipe, load_recipe
+from trainlab.data.preprocess import Preprocessor
+from trainlab.engine.calibration import probabilities
+from trainlab.engine.run_folder import WEIGHTS, RunCard, load_trained
+from trainlab.errors import DataError
+from trainlab.recipe import Recipe
 
-__all__ = ["Predictor", "load_run", "WEIGHTS"]
-
-WEIGHTS = ("final", "best", "last")
-
-
-@dataclass(frozen=True)
-class RunCard:
-    """What the model's inputs and outputs look like (``model.json`` in a run folder)."""
-
-    in_shape: tuple[int, ...]
-    classes: list[str]
-    num_outputs: int
-    input_dtype: str = "float32"
-    columns: list[str] | None = None  # a CSV dataset's feature columns, in order
-
-    @classmethod
-    def read(cls, run_dir: Path, recipe: Recipe) -> RunCard:
-        path = run_dir / "model.json"
-        if not path.is_file():  # a run folder from before model.json: ask the dataset once
-            return cls._from_dataset(recipe)
-        try:
-            card = json.loads(path.read_text())
-            return cls(
-                tuple(card["in_shape"]), list(card["classes"]), int(card["num_outputs"]),
-                card.get("input_dtype", "float32"), card.get("columns"),
-            )  # fmt: skip
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunFolderError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
-
-    @classmethod
-    def _from_dataset(cls, recipe: Recipe) -> RunCard:
-        from trainlab.data.datasets import load_splits
-        from trainlab.data.inputs import input_card
-        from trainlab.engine.build import num_outputs
-
-        splits = load_splits(recipe.data)
-        card = input_card(recipe.data, splits)
-        outputs = num_outputs(recipe.loss.name, splits.num_classes)
-        return cls(tuple(splits.in_shape), card["classes"], outputs, card["input_dtype"],
-                   card.get("columns"))  # fmt: skip
+__all__ = ["Predictor", "load_run", "WEIGHTS", "RunCard"]
 
 
 class Predictor:
@@ -169,49 +131,16 @@ class Predictor:
         )
 
 
-def probabilities(scores: torch.Tensor) -> torch.Tensor:
-    """Class probabilities from scores: softmax, or sigmoid and complement for one logit."""
-    if scores.shape[1] == 1:
-        p = torch.sigmoid(scores[:, 0])
-        return torch.stack([1 - p, p], dim=1)
-    return torch.softmax(scores, dim=1)
-
-
 def load_run(
     run_dir: str | Path, weights: str = "final", device: str | torch.device | None = None
 ) -> Predictor:
     """The run's model and preprocessing with the ``final`` weights (what training ended
     with), the ``best`` validation checkpoint's, or the ``last`` checkpoint's. ``device``:
     default the recipe's ``training.device``."""
-    from trainlab.engine import checkpoint as ckpt
-    from trainlab.engine.seeding import run_state
-    from trainlab.nn.models import create_model
-
-    run = Path(run_dir)
-    if not (run / "recipe.yaml").is_file():
-        raise RunFolderError(f"{run}: not a run folder (no recipe.yaml)")
-    if weights not in WEIGHTS:
-        raise RunFolderError(f"weights={weights!r}: expected one of {', '.join(WEIGHTS)}")
-    recipe = load_recipe(run / "recipe.yaml", trained=True)  # trained before a newer rule: loads
-    card = RunCard.read(run, recipe)
-    where = _device(recipe.training.device, device)
-    # the weights are loaded over it: build without the init (LSUV would need data)
-    shell = recipe.model.model_copy(update={"init": type(recipe.model.init)(name="keep")})
-    with run_state(0, False):  # building draws initial weights: never from the caller's RNG
-        model = create_model(shell, card.in_shape, card.num_outputs)
-    preprocess = create_preprocessor(recipe.preprocess.name, recipe.preprocess.eps)
-    preprocess.init_buffers(card.in_shape)
-    if weights == "final":
-        tensors = ckpt.load_weights(run / "model.safetensors")
-    elif not (run / "checkpoints" / weights).is_file():
-        raise RunFolderError(
-            f"{run}: no {weights!r} checkpoint (a run without a validation split has no 'best'; "
-            "one stopped before its first checkpoint has neither)"
-        )
-    else:
-        tensors = ckpt.load_checkpoint(run / "checkpoints", weights)[0]
-    ckpt.apply_run_weights(model, preprocess, tensors)
-    return Predictor(recipe, model.to(where), preprocess.to(where), card, where, run, weights)
+    trained = load_trained(run_dir, weights)  # the engine's reader (a teacher uses it too)
+    where = _device(trained.recipe.training.device, device)
+    run = trained.to(where)
+    return Predictor(run.recipe, run.model, run.preprocess, run.card, where, run.run_dir, weights)
 
 
 def _device(recorded: str, asked: str | torch.device | None) -> torch.device:

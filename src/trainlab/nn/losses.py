@@ -16,10 +16,15 @@ import torch.nn.functional as F
 from trainlab.registry import Registry
 from trainlab.types import Fraction, NonNegative
 
-__all__ = ["LOSSES", "to_probs", "LossFn"]
+__all__ = ["LOSSES", "to_probs", "LossFn", "num_outputs"]
 
 LOSSES = Registry("loss", "training objectives (loss)")
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def num_outputs(loss_name: str, num_classes: int) -> int:
+    """One logit for binary cross-entropy on two classes, else one score per class."""
+    return 1 if loss_name == "bce" and num_classes == 2 else num_classes
 
 
 def to_probs(target: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:

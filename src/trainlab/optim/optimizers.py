@@ -12,6 +12,7 @@ Two kinds of weight penalty are kept apart, as lectures 001 and 004 insist:
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -93,19 +94,37 @@ def is_no_decay(name: str, param: nn.Parameter, module: nn.Module) -> bool:
     )
 
 
-def param_groups(model: nn.Module, decay_all: bool) -> list[dict]:
-    """Two groups, ``decay`` and ``no_decay``, each flagged so penalties know where they apply."""
-    decay, no_decay = [], []
-    for module in model.modules():
+def param_groups(
+    model: nn.Module,
+    decay_all: bool,
+    pretrained: Collection[str] = (),
+    lr_scale: float = 1.0,
+) -> list[dict]:
+    """Two groups, ``decay`` and ``no_decay``, each flagged so penalties know where they apply.
+
+    With ``lr_scale`` != 1 (``optimizer.pretrained_lr_scale``, discriminative rates) each is
+    split again: the parameters named in ``pretrained`` (loaded by ``model.from``) get
+    ``lr_scale``, which :class:`~trainlab.engine.step.Step` multiplies into their lr.
+    """
+    scaled = set(pretrained) if lr_scale != 1.0 else set()
+    found: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
                 continue
-            (no_decay if not decay_all and is_no_decay(name, param, module) else decay).append(
-                param
-            )
-    groups = [{"params": decay, "decay": True}]
-    if no_decay:
-        groups.append({"params": no_decay, "decay": False})
+            decay = decay_all or not is_no_decay(name, param, module)
+            full = f"{module_name}.{name}" if module_name else name
+            found.setdefault((decay, full in scaled), []).append(param)
+    groups = [{"params": found.get((True, False), []), "decay": True}]  # always there
+    for decay, pre in ((False, False), (True, True), (False, True)):
+        if found.get((decay, pre)):
+            groups.append({"params": found[(decay, pre)], "decay": decay, "pre": pre})
+    if scaled:  # only then: a run without discriminative rates has the groups it always had
+        for group in groups:
+            group["lr_scale"] = lr_scale if group.pop("pre", False) else 1.0
+    else:
+        for group in groups:
+            group.pop("pre", None)
     return groups
 
 
@@ -118,20 +137,39 @@ def scaled_lr(lr: float, batch_size: int, base_batch_size: int | None, rule: str
 
 
 def create_optimizer(
-    name: str, params: dict, model: nn.Module, lr: float, decay_all: bool, weight_decay: float
+    name: str,
+    params: dict,
+    model: nn.Module,
+    lr: float,
+    decay_all: bool,
+    weight_decay: float,
+    pretrained: Collection[str] = (),
+    lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
-    """The registered optimiser over the model's parameter groups; decoupled decay set up."""
+    """The registered optimiser over the model's parameter groups; decoupled decay set up;
+    the ``pretrained`` parameters' groups at ``lr_scale`` times the lr (:func:`param_groups`)."""
     entry = OPTIMIZERS.get(name)
-    groups = param_groups(model, decay_all)
+    groups = param_groups(model, decay_all, pretrained, lr_scale)
     if entry.info["optim"].needs_closure:  # torch's LBFGS takes a single parameter group
         if weight_decay:
             raise RecipeError(
                 f"optimizer.weight_decay: {name} has no decoupled weight decay; "
                 "use regularization.l2 (added to the loss) instead"
             )
+        if len({g.get("lr_scale", 1.0) for g in groups}) > 1:
+            raise RecipeError(
+                f"optimizer.pretrained_lr_scale: {name} takes a single parameter group, so one "
+                "lr for all; leave the scale at 1"
+            )
         groups = [{"params": [p for g in groups for p in g["params"]], "decay": False}]
-    if not weight_decay and len(groups) > 1:  # identical hyperparameters: one group is faster
-        groups = [{"params": [p for g in groups for p in g["params"]], "decay": False}]
+    if not weight_decay and len(groups) > 1:  # identical hyperparameters: one group per lr
+        merged: dict[float, list[nn.Parameter]] = {}
+        for g in groups:
+            merged.setdefault(g.get("lr_scale", 1.0), []).extend(g["params"])
+        groups = [{"params": ps, "decay": False} for ps in merged.values()]
+        if len(merged) > 1:
+            for group, scale in zip(groups, merged, strict=True):
+                group["lr_scale"] = scale
     opt = entry.factory(groups, lr, **params)
     native = entry.info["optim"].native_decoupled_decay
     for group in opt.param_groups:
@@ -146,5 +184,7 @@ def apply_decoupled_decay(opt: torch.optim.Optimizer) -> None:
     """w <- w * (1 - lr * wd) for optimisers without native decoupled decay (call before step)."""
     for group in opt.param_groups:
         wd = group.get("decoupled_wd", 0.0)
-        if wd:
-            torch._foreach_mul_(group["params"], 1.0 - group["lr"] * wd)
+        if wd:  # a frozen parameter (model.freeze) is not updated, so not decayed either
+            params = [p for p in group["params"] if p.requires_grad]
+            if params:
+                torch._foreach_mul_(params, 1.0 - group["lr"] * wd)

@@ -29,6 +29,7 @@ __all__ = [
     "SCHEDULES",
     "Schedule",
     "with_warmup",
+    "sgdr_cycle_ends",
     "create_schedule",
     "ScaledLR",
     "Plateau",
@@ -135,7 +136,7 @@ def sgdr(
     steps_per_epoch: int,
 ) -> Schedule:
     """Cosine with warm restarts (Loshchilov and Hutter): restart every period, period *= mult."""
-    first, f = max(1, round(period_epochs * steps_per_epoch)), final_lr / lr
+    first, f = sgdr_first_period(period_epochs, steps_per_epoch), final_lr / lr
 
     def mult(t: int, total: int) -> float:
         period, start = first, 0
@@ -144,6 +145,24 @@ def sgdr(
         return f + 0.5 * (1.0 - f) * (1.0 + math.cos(math.pi * (t - start) / period))
 
     return mult
+
+
+def sgdr_first_period(period_epochs: float, steps_per_epoch: int) -> int:
+    """The first SGDR cycle's length in steps (at least one)."""
+    return max(1, round(period_epochs * steps_per_epoch))
+
+
+def sgdr_cycle_ends(
+    period_epochs: float, period_mult: int, steps_per_epoch: int, total: int
+) -> list[int]:
+    """The steps after which each complete SGDR cycle ends (the lr has annealed to its
+    minimum): where a snapshot ensemble (Huang et al. 2017) takes its members."""
+    ends, period, end = [], sgdr_first_period(period_epochs, steps_per_epoch), 0
+    while end + period <= total:
+        end += period
+        ends.append(end)
+        period *= period_mult
+    return ends
 
 
 @SCHEDULES.register("reduce_on_plateau", plateau=True)
