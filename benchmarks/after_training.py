@@ -95,7 +95,7 @@ def ema_part(recipe: str, root: Path, seeds: int, members: int, decay: float) ->
 def snapshots_part(recipe: str, root: Path, seeds: int, members: int) -> dict[str, Any]:
     """One SGDR run with ``members`` cycles per seed: its final model and its snapshot ensemble
     (same epochs as the single model)."""
-    epochs = trainlab.resolve_recipe(DEFAULT_RECIPE.parent / f"{recipe}.yaml").training.epochs
+    epochs = trainlab.resolve_recipe(DEFAULT_RECIPE.parent / f"{recipe}.yaml", []).training.epochs
     period = epochs / members
     final, snap = [], []
     for s in range(seeds):

@@ -167,7 +167,9 @@ def _calibration_line(result: dict[str, Any]) -> str:
     nll 0.055 ece 0.012; reliability diagram: RUN/reliability.png``."""
     report = result["calibration"]
     line = " ".join(f"test_{k} {result[f'test_{k}']:.4f}" for k in ("nll", "ece", "brier"))
-    if "scaled" in report["test"]:
+    if report.get("separable"):
+        line += "; every validation example is right: no temperature to fit"
+    elif "scaled" in report["test"]:
         scaled = report["test"]["scaled"]
         line += (
             f"; temperature {report['temperature']:.3g} (fitted on val): "

@@ -138,6 +138,14 @@ def test_a_teacher_of_other_data_is_refused(teacher: Path, tmp_path: Path, blobs
     assert not (tmp_path / "s").exists()
 
 
+def test_a_teacher_trained_on_another_split_is_refused(teacher: Path, tmp_path: Path):
+    """Another split_seed: the teacher may have trained on the student's test examples."""
+    other = [*STUDENT, "data.split_seed=7", f"distill.teacher={teacher}"]
+    with pytest.raises(RecipeError, match=r"distill\.teacher=.*data\.split_seed=0.*has 7"):
+        train(None, other, out=tmp_path / "s", quiet=True)
+    assert not (tmp_path / "s").exists()
+
+
 def _final_weights(recipe, steps: int = 12):
     parts = build(recipe)
     step = Step.of(parts)

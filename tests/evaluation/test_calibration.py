@@ -51,3 +51,15 @@ def test_reliability_bins_and_diagram(tmp_path: Path):
         {"T=1": (probs, y), "scaled": (torch.softmax(scores / 3, 1), y)}, tmp_path / "r.png"
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_a_separable_validation_split_fits_nothing_and_a_nearly_separable_one_is_bounded():
+    """Every example right: NLL falls for ever as T -> 0, so no temperature is fitted (T = 1);
+    one wrong example gives a minimum, kept within T_RANGE."""
+    from trainlab.evaluation.calibration import T_RANGE
+
+    scores = torch.eye(5).repeat(20, 1) * 3
+    y = torch.arange(5).repeat(20)
+    assert fit_temperature(scores, y) == 1.0
+    y[0] = 1
+    assert T_RANGE[0] <= fit_temperature(scores, y) < 1.0

@@ -107,3 +107,29 @@ def test_cli_ensemble_json_and_one_line_errors(runs: list[Path]):
     bad = run_cli("ensemble", str(runs[0]), "--snapshots")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and "no snapshots" in bad.stderr
+
+
+def test_logits_of_models_with_other_outputs_and_several_tta_policies_are_refused(
+    tmp_path: Path, runs: list[Path]
+):
+    two = [*QUICK, "training.epochs=1", "schedule.warmup_epochs=0", "data.keep_classes=[0, 1]"]
+    trainlab.train(None, two, out=tmp_path / "ce", progress=False)
+    trainlab.train(None, [*two, "loss.name=bce"], out=tmp_path / "bce", progress=False)
+    pair = [tmp_path / "ce", tmp_path / "bce"]
+    with pytest.raises(RunFolderError, match=r"--logits: .*bce has 1 outputs, .*ce 2"):
+        ensemble(pair, average="logits")
+    mixed = ensemble(pair)  # probabilities: one logit is two class probabilities
+    assert mixed["n"] == 2 and 0 <= mixed["ensemble"]["test_acc"] <= 1
+    with pytest.raises(RunFolderError, match="one policy"):
+        ensemble(runs, tta="identity,identity")
+
+
+def test_stray_files_in_the_snapshot_folder_are_not_members(tmp_path: Path):
+    from trainlab.engine.snapshots import snapshot_files
+
+    (tmp_path / "snapshots").mkdir()
+    for name in ("cycle-10.safetensors", "cycle-2.safetensors", "cycle-x.safetensors", "a.txt"):
+        (tmp_path / "snapshots" / name).write_bytes(b"")
+    assert [p.name for p in snapshot_files(tmp_path)] == [
+        "cycle-2.safetensors", "cycle-10.safetensors"
+    ]  # fmt: skip

@@ -85,7 +85,7 @@ class CalibrationSums:
             self.binned[row] += torch.bincount(index, weights=weights, minlength=self.bins)
 
     def result(self, prefix: str) -> dict[str, float]:
-        """``{prefix}_nll``, ``{prefix}_ece``, ``{prefix}_brier`` (one host read)."""
+        """``{prefix}_nll``, ``{prefix}_ece``, ``{prefix}_brier`` (read back once an evaluation)."""
         (n, nll, brier), binned = self.sums.tolist(), self.binned
         return {
             f"{prefix}_nll": nll / max(n, 1.0),

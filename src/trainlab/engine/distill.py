@@ -38,7 +38,7 @@ from trainlab.data.preprocess import (
     Standardize,
     Whiten,
 )
-from trainlab.engine.run_folder import TrainedRun, load_trained
+from trainlab.engine.run_folder import TrainedRun, load_trained, split_differences
 from trainlab.errors import RecipeError, RunFolderError
 from trainlab.nn.distill import distill_loss, soft_targets
 from trainlab.recipe import Recipe
@@ -94,6 +94,7 @@ def build_distillation(
     for folder in cfg.teachers():
         run = _load_teacher(folder, cfg.weights, device)
         _check_fits(run, folder, splits)
+        _check_split(run, folder, recipe)
         teachers.append(Teacher(run.model, _reprocess(preprocess, run.preprocess, folder)))
     return Distillation(teachers, cfg.temperature, cfg.alpha)
 
@@ -123,6 +124,18 @@ def _check_fits(run: TrainedRun, folder: str, splits: Splits) -> None:
         raise RecipeError(
             f"distill.teacher={folder}: the teacher's classes {card.classes} are not the "
             f"student's {splits.classes} (same names in the same order expected)"
+        )
+
+
+def _check_split(run: TrainedRun, folder: str, recipe: Recipe) -> None:
+    """The teacher was trained on the student's training split (not on its test examples)."""
+    differ = split_differences(recipe, run.recipe)
+    if differ:
+        key, mine, theirs = differ[0]
+        raise RecipeError(
+            f"distill.teacher={folder}: trained with data.{key}={theirs!r}, the student has "
+            f"{mine!r}; a teacher on another split may have seen the student's validation or "
+            "test examples (train the teacher on the student's data section)"
         )
 
 

@@ -19,12 +19,13 @@ with the same decay as the parameters; integer buffers (``num_batches_tracked``)
 model's. Why: the running mean and variance must describe the activations of the weights they
 are used with, and the averaged weights' activations are close to an average of the recent
 live ones, because the average moves slowly (decay ~0.999). It costs nothing (the same foreach
-lerp), needs no extra pass over the data, and is timm's default (``ModelEmaV2``/``V3`` average
-the whole state dict and copy the integer entries) and torchvision's reference recipe
-(``ExponentialMovingAverage(..., use_buffers=True)``). The alternatives: copying the live
-buffers pairs the average's weights with statistics of other weights; recomputing them
-(``torch.optim.swa_utils.update_bn``) is the right thing for SWA's equal-weight average of
-far-apart snapshots, but costs a pass over the training data at every validation.
+lerp), needs no extra pass over the data, and is timm's default (``ModelEmaV2`` averages the
+whole state dict; ``ModelEmaV3`` averages the floats and copies the integer entries) and
+torchvision's reference recipe (``ExponentialMovingAverage(..., use_buffers=True)``). The
+alternatives: copying the live buffers pairs the average's weights with statistics of other
+weights; recomputing them (``torch.optim.swa_utils.update_bn``) is the right thing for SWA's
+equal-weight average of far-apart snapshots, but costs a pass over the training data at
+every validation.
 
 **Why not ``torch.optim.swa_utils.AveragedModel``** (with ``get_ema_multi_avg_fn``): its
 decay is fixed when the function is made (no per-update warm-up), ``update_parameters`` reads
@@ -67,9 +68,10 @@ __all__ = ["EMA", "ema_decay"]
 def ema_decay(decay: float, updates: int, warmup: bool) -> float:
     """The decay of the update that follows ``updates`` earlier ones.
 
-    With ``warmup``: ``min(decay, (1 + n) / (10 + n))`` (timm's and TensorFlow's
-    ``num_updates`` warm-up), so the first updates mostly take the live weights instead of
-    dragging the random initialisation along for ~1/(1-decay) steps.
+    With ``warmup``: ``min(decay, (1 + n) / (10 + n))`` (TensorFlow's
+    ``ExponentialMovingAverage(num_updates=...)``; timm's V3 uses a power law instead), so the
+    first updates mostly take the live weights instead of dragging the random initialisation
+    along for ~1/(1-decay) steps.
     """
     return min(decay, (1 + updates) / (10 + updates)) if warmup else decay
 

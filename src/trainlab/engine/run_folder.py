@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,9 +25,21 @@ from trainlab.data.preprocess import Preprocessor, create_preprocessor
 from trainlab.errors import RunFolderError
 from trainlab.recipe import Recipe, load_recipe
 
-__all__ = ["RunCard", "TrainedRun", "load_trained", "WEIGHTS"]
+__all__ = ["RunCard", "TrainedRun", "load_trained", "WEIGHTS", "split_differences"]
 
 WEIGHTS = ("final", "best", "last")
+# data keys that change how a split is read, not which examples it holds
+_READING_KEYS = {"num_workers", "loader", "cache_dir", "max_resident_mb", "on_corrupt"}
+
+
+def split_differences(a: Recipe, b: Recipe) -> list[tuple[str, Any, Any]]:
+    """``(key, a's value, b's value)`` for each ``data`` key on which two recipes' splits may
+    hold other examples. Runs combined on one test split (an ensemble) or one trained on the
+    other's outputs (a distillation teacher) must agree on all of them: a teacher that saw the
+    student's test examples in training would inflate the student's test figures silently."""
+    da, db = a.data.model_dump(mode="json"), b.data.model_dump(mode="json")
+    keys = sorted((da.keys() | db.keys()) - _READING_KEYS)
+    return [(k, da.get(k), db.get(k)) for k in keys if da.get(k) != db.get(k)]
 
 
 @dataclass(frozen=True)

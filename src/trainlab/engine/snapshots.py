@@ -3,8 +3,8 @@ of each cosine cycle of an SGDR schedule, where the lr has annealed to its minim
 model sits in a local minimum, saved as ``snapshots/cycle-K.safetensors``.
 
 ``trainlab ensemble RUN --snapshots`` averages them like any ensemble. The files are written
-atomically from the step count alone, so a resumed run re-derives which cycles are left and
-rewrites nothing it had (a snapshot is the same weights either way: resume is exact).
+atomically and named from the step count alone, so a resumed run re-derives which cycles are
+left (resume is exact, so a snapshot written again would hold the same weights).
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def snapshot_steps(recipe: Recipe, steps_per_epoch: int, total_steps: int) -> li
 
 def snapshot_files(run_dir: Path) -> list[Path]:
     """A run's snapshot files, in cycle order."""
-    files = (run_dir / SNAPSHOT_DIR).glob("cycle-*.safetensors")
+    files = [
+        p for p in (run_dir / SNAPSHOT_DIR).glob("cycle-*.safetensors")
+        if p.stem.removeprefix("cycle-").isdigit()
+    ]  # fmt: skip
     return sorted(files, key=lambda p: int(p.stem.removeprefix("cycle-")))
 
 
@@ -58,14 +61,18 @@ class Snapshots(Callback):
     def __init__(self, root: Path, recipe: Recipe) -> None:
         self.root, self.recipe = root, recipe
         self.order: dict[int, int] = {}
+        self.pending: list[int] = []
 
     def on_fit_start(self, trainer: Trainer) -> None:
         steps = snapshot_steps(self.recipe, trainer.steps_per_epoch, trainer.total_steps)
         self.order = {step: k + 1 for k, step in enumerate(steps)}
+        self.pending = [step for step in steps if step > trainer.step]
 
     def on_batch_end(self, trainer: Trainer) -> None:
-        if trainer.step in self.order:
+        """Saves each cycle whose end this step reached; a batch skipped by a NaN/inf rollback
+        fires no event, so a cycle ending on it is saved at the next step."""
+        while self.pending and trainer.step >= self.pending[0]:
             self.root.mkdir(parents=True, exist_ok=True)
-            path = self.root / f"cycle-{self.order[trainer.step]}.safetensors"
+            path = self.root / f"cycle-{self.order[self.pending.pop(0)]}.safetensors"
             with trainer.averaged():  # training.ema: the average, as model.safetensors holds
                 save_weights(path, trainer.weights())

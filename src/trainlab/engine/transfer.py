@@ -80,11 +80,19 @@ def read_pretrained(source: str | Path) -> tuple[dict[str, torch.Tensor], list[s
 
 
 def _run_classes(run: Path) -> list[str] | None:
-    """The class names in a run folder's ``model.json`` (None when it has none readable)."""
-    try:
-        return [str(c) for c in json.loads((run / "model.json").read_text())["classes"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    """The class names in a run folder's ``model.json`` (None for a run from before it had
+    one: shapes alone then decide). A damaged one is refused: copying a head whose classes
+    cannot be read could start the new run from the wrong answers."""
+    path = run / "model.json"
+    if not path.is_file():
         return None
+    try:
+        return [str(c) for c in json.loads(path.read_text())["classes"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RecipeError(
+            f"model.from={run}: {path.name} is damaged ({type(exc).__name__}); its class names "
+            "decide whether the head is kept"
+        ) from None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -210,6 +218,8 @@ class Freeze(Callback):
         model = trainer.model
         for name, param in model.named_parameters():
             param.requires_grad_(self.was.get(name, True) and name not in frozen)
+        for group in trainer.optimizer.param_groups:  # decoupled decay skips frozen weights
+            group["has_frozen"] = any(not p.requires_grad for p in group["params"])
         if self.cfg.bn_eval and frozen:
             for module in model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm) and _all_frozen(module):

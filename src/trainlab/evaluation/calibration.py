@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from trainlab.engine.calibration import ECE_BINS, log_probabilities, probabilities
+from trainlab.engine.metrics import predictions as predictions_of
 from trainlab.figures import new_figure, save_figure
 
 if TYPE_CHECKING:
@@ -26,12 +27,23 @@ if TYPE_CHECKING:
 __all__ = ["fit_temperature", "reliability_bins", "plot_reliability", "calibration_report"]
 
 
+T_RANGE = (0.05, 20.0)  # a nearly separable validation split drives T towards 0
+
+
+def separable(scores: torch.Tensor, y: torch.Tensor) -> bool:
+    """Every example is classified right: NLL then falls for ever as ``T`` shrinks (no
+    minimum), and a fitted ``T`` would only say where L-BFGS gave up."""
+    return bool((predictions_of(scores) == torch.as_tensor(y).to(scores.device)).all())
+
+
 def fit_temperature(scores: torch.Tensor, y: torch.Tensor, max_iter: int = 100) -> float:
-    """The temperature ``T`` that minimises the NLL of ``scores / T`` against ``y``.
+    """The temperature ``T`` that minimises the NLL of ``scores / T`` against ``y``, within
+    :data:`T_RANGE`; ``T = 1`` (nothing fitted) on a :func:`separable` split, where the
+    minimum does not exist (small validation splits of easy data, e.g. digits).
 
     A single binary logit is scaled the same way (its sigmoid sharpens or softens). With no
     examples there is nothing to fit and ``T = 1``."""
-    if len(y) == 0:
+    if len(y) == 0 or separable(scores, y):
         return 1.0
     scores, y = scores.detach().double().cpu(), torch.as_tensor(y, dtype=torch.long).cpu()
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -44,7 +56,7 @@ def fit_temperature(scores: torch.Tensor, y: torch.Tensor, max_iter: int = 100) 
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp())
+    return min(max(float(log_t.detach().exp()), T_RANGE[0]), T_RANGE[1])
 
 
 def reliability_bins(
@@ -117,6 +129,7 @@ def calibration_report(
         val_scores, val_y = split_scores(predictor, splits.x_val, splits.y_val)
         t = fit_temperature(val_scores, val_y)
         report["temperature"] = round(t, 4)
+        report["separable"] = separable(val_scores, val_y)  # T = 1: nothing to fit
         report["val_nll"] = {
             "T=1": _figures(val_scores, val_y)["nll"],
             "scaled": _figures(val_scores / t, val_y)["nll"],

@@ -26,8 +26,6 @@ from trainlab.evaluation.predictor import Predictor, load_run
 __all__ = ["ensemble", "member_predictors", "AVERAGES"]
 
 AVERAGES = ("probabilities", "logits")
-# data keys that change how a split is read, not which examples it holds
-_READING_KEYS = {"num_workers", "loader", "cache_dir", "max_resident_mb", "on_corrupt"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +49,11 @@ def member_predictors(
                 f"ensemble --snapshots takes one run folder (its SGDR cycles are the members); "
                 f"got {len(runs)}"
             )
+        if weights != "final":
+            raise RunFolderError(
+                f"ensemble --snapshots --weights {weights}: the members are the cycles' own "
+                "weights; leave out --weights"
+            )
         return _snapshot_members(Path(runs[0]))
     members = [Member(str(run), load_run(run, weights)) for run in runs]
     _check_same_data(members)
@@ -68,8 +71,9 @@ def _snapshot_members(run: Path) -> list[Member]:
             "training.snapshots=true to keep the weights at the end of each cycle)"
         )
     members = []
+    shell = "final" if (run / "model.safetensors").is_file() else "last"  # a run not finished
     for path in files:
-        predictor = load_run(run)
+        predictor = load_run(run, shell)  # the model and preprocessing; the weights are replaced
         apply_run_weights(predictor.model, predictor.preprocess, load_weights(path))
         predictor.preprocess.to(predictor.device)
         members.append(Member(f"{run}/{SNAPSHOT_DIR}/{path.name}", predictor))
@@ -77,27 +81,35 @@ def _snapshot_members(run: Path) -> list[Member]:
 
 
 def _check_same_data(members: list[Member]) -> None:
-    """Every member must have been trained and tested on the first one's dataset and split."""
+    """Every member must have been trained and tested on the first one's dataset and split,
+    over the same classes."""
+    from trainlab.engine.run_folder import split_differences
+
     first = members[0]
-    want = _data_identity(first.predictor)
     for member in members[1:]:
-        got = _data_identity(member.predictor)
-        differ = sorted(k for k in want.keys() | got.keys() if want.get(k) != got.get(k))
+        differ = split_differences(first.predictor.recipe, member.predictor.recipe)
+        if member.predictor.classes != first.predictor.classes:
+            differ.append(("classes", first.predictor.classes, member.predictor.classes))
         if differ:
-            key = differ[0]
+            key, want, got = differ[0]
             raise RunFolderError(
                 f"ensemble: {member.name} was trained on other data than {first.name} "
-                f"(data.{key}: {got.get(key)!r} vs {want.get(key)!r}); members must share the "
-                "dataset and its split"
+                f"(data.{key}: {got!r} vs {want!r}); members must share the dataset and its split"
             )
 
 
-def _data_identity(predictor: Predictor) -> dict[str, Any]:
-    data = predictor.recipe.data.model_dump(mode="json")
-    return {
-        **{k: v for k, v in data.items() if k not in _READING_KEYS},
-        "classes": predictor.classes,
-    }
+def _check_same_outputs(members: list[Member]) -> None:
+    """Logits average only over models with the same outputs (a single binary logit beside two
+    class scores would broadcast into a wrong average)."""
+    first = members[0]
+    for member in members[1:]:
+        if member.predictor.card.num_outputs != first.predictor.card.num_outputs:
+            raise RunFolderError(
+                f"ensemble --logits: {member.name} has {member.predictor.card.num_outputs} "
+                f"outputs, {first.name} {first.predictor.card.num_outputs} (loss "
+                f"{member.predictor.recipe.loss.name} vs {first.predictor.recipe.loss.name}); "
+                "average probabilities instead (leave out --logits)"
+            )
 
 
 def ensemble(
@@ -119,7 +131,11 @@ def ensemble(
         raise RunFolderError(f"ensemble: average={average!r}; expected one of {AVERAGES}")
     if tta is not None and average == "logits":
         raise RunFolderError("ensemble: --tta averages probabilities; leave out --logits")
+    if tta is not None and "," in tta:
+        raise RunFolderError(f"ensemble --tta {tta}: one policy (each member averages over it)")
     members = member_predictors(runs, snapshots, weights)
+    if average == "logits":
+        _check_same_outputs(members)
     splits = load_splits(members[0].predictor.recipe.data)
     y = torch.as_tensor(splits.y_test, dtype=torch.long)
     outputs = [_member_outputs(m.predictor, splits, average, tta) for m in members]

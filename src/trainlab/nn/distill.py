@@ -28,7 +28,8 @@ __all__ = ["class_scores", "soft_targets", "distill_loss"]
 
 def class_scores(scores: torch.Tensor) -> torch.Tensor:
     """Scores as one per class: a single binary logit z (``loss: bce`` on two classes) becomes
-    (0, z), whose softmax is (1 - sigmoid(z), sigmoid(z)) at every temperature."""
+    (0, z), whose softmax at temperature T is (1 - sigmoid(z/T), sigmoid(z/T)): the two-class
+    form of the same probabilities."""
     if scores.shape[1] != 1:
         return scores
     return torch.cat([torch.zeros_like(scores), scores], dim=1)

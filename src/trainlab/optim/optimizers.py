@@ -184,7 +184,10 @@ def apply_decoupled_decay(opt: torch.optim.Optimizer) -> None:
     """w <- w * (1 - lr * wd) for optimisers without native decoupled decay (call before step)."""
     for group in opt.param_groups:
         wd = group.get("decoupled_wd", 0.0)
-        if wd:  # a frozen parameter (model.freeze) is not updated, so not decayed either
-            params = [p for p in group["params"] if p.requires_grad]
-            if params:
-                torch._foreach_mul_(params, 1.0 - group["lr"] * wd)
+        if not wd:
+            continue
+        params = group["params"]
+        if group.get("has_frozen"):  # model.freeze: a frozen weight is not updated, nor decayed
+            params = [p for p in params if p.requires_grad]
+        if params:
+            torch._foreach_mul_(params, 1.0 - group["lr"] * wd)
