@@ -4,7 +4,7 @@ scaling and with MC dropout; fine-tuning vs training from scratch; a distilled s
 same student trained alone.
 
     python benchmarks/after_training.py [--recipe mnist1d digits] [--seeds 3] [--members 5]
-        [--parts models ema snapshots transfer distill mc] [--out /tmp/after] [--json]
+        [--parts models ema snapshots mc transfer distill wide] [--out /tmp/after] [--json]
 
 Run folders go under ``--out`` and a finished one (its summary.json) is reused, so an
 interrupted benchmark continues where it stopped. Every figure is test accuracy (%) as mean
@@ -165,6 +165,20 @@ def distill_part(
     }  # fmt: skip
 
 
+def wide_part(recipe: str, root: Path, seeds: int, members: int) -> dict[str, Any]:
+    """All ``seeds * members`` single runs as one ensemble, without and with TTA (one figure:
+    how far more members go)."""
+    runs = [root / recipe / f"seed-{k}" for k in range(seeds * members)]
+    for k, run in enumerate(runs):
+        trained(run, recipe, [f"seed={k}"])
+    tta = TTA[recipe]
+    return {
+        "members": len(runs),
+        "ensemble": 100 * ensemble(runs)["ensemble"]["test_acc"],
+        "ensemble_tta": 100 * ensemble(runs, tta=tta)["ensemble"]["test_acc"],
+    }
+
+
 STUDENTS = {
     "mnist1d": ["model.channels=[8, 16, 32]"],
     "digits": ["model.channels=[8, 16]"],
@@ -184,9 +198,13 @@ def run_part(part: str, recipe: str, args: argparse.Namespace) -> dict[str, Any]
         return mc_part(recipe, out, seeds, 20, 0.2)
     if part == "transfer":
         return transfer_part(recipe, out, seeds, args.transfer_epochs)
+    if part == "wide":
+        return wide_part(recipe, out, seeds, members)
     if part == "distill":
         return distill_part(recipe, out, seeds, members, STUDENTS[recipe])
-    raise SystemExit(f"--parts {part!r}: expected models, ema, snapshots, mc, transfer, distill")
+    raise SystemExit(
+        f"--parts {part!r}: expected models, ema, snapshots, mc, transfer, distill, wide"
+    )
 
 
 def main() -> None:
@@ -195,7 +213,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument(
-        "--parts", nargs="+", default=["models", "ema", "snapshots", "mc", "transfer", "distill"]
+        "--parts",
+        nargs="+",
+        default=["models", "ema", "snapshots", "mc", "transfer", "distill", "wide"],
     )
     parser.add_argument("--ema-decay", type=float, default=0.998)
     parser.add_argument("--transfer-epochs", type=int, default=10)
