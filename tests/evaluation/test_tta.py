@@ -19,16 +19,14 @@ from trainlab.data.datasets import load_splits
 from trainlab.engine.calibration import probabilities
 from trainlab.engine.seeding import preserved_global_state
 from trainlab.errors import TrainlabError
-from trainlab.evaluation.tta import (
+from trainlab.evaluation.tta import average_batch, averaged_probabilities, tta_levels
+from trainlab.evaluation.tta_views import (
     POLICIES,
     TTAPolicy,
     ViewParams,
-    average_batch,
-    averaged_probabilities,
     resolve_policies,
     shift,
     ten_crops,
-    tta_levels,
 )
 from trainlab.nn.regularizers import FractionalMaxPool
 
@@ -61,7 +59,7 @@ def test_ten_crops_are_the_corners_the_centre_and_their_flips():
 
 
 def test_multiscale_is_the_ten_crops_at_each_scale():
-    from trainlab.evaluation.tta import SCALES
+    from trainlab.evaluation.tta_views import SCALES
 
     x = torch.rand(2, 1, 8, 8)
     views = list(POLICIES["multiscale"].views(x, ViewParams(pad=1)))
@@ -210,3 +208,9 @@ def test_predict_with_tta(digits_dropout_run: Path, tmp_path: Path):
     assert "entropy" not in result["rows"][0]
     with pytest.raises(TrainlabError, match="predict averages over one policy"):
         trainlab.predict(digits_dropout_run, tmp_path / "some.npz", tta="flip,crops")
+
+
+def test_predict_takes_one_policy_and_says_so(digits_dropout_run: Path):
+    predictor, x, _ = _test_split(digits_dropout_run, 8)
+    with pytest.raises(TrainlabError, match=r"--tta flip,crops: one policy here"):
+        averaged_probabilities(predictor, x, "flip,crops")
