@@ -156,28 +156,31 @@ def evaluate(
         if result["no_test_examples"]:  # absent from the table: no accuracy was measured
             Console().print(f"no test examples: {', '.join(result['no_test_examples'])}")
         Console().print(f"confusion matrix: {result['confusion_png']}")
-        print(_calibration_line(result))
+        print(*_calibration_lines(result), sep="\n")
         for line in result.get("tta", {}).get("lines", []):  # --tta / --mc-dropout gains
             print(line)
     _emit(result, as_json)
 
 
-def _calibration_line(result: dict[str, Any]) -> str:
-    """``test_nll 0.061 test_ece 0.043 test_brier 0.014; temperature 1.31 (fitted on val):
-    nll 0.055 ece 0.012; reliability diagram: RUN/reliability.png``."""
+def _calibration_lines(result: dict[str, Any]) -> list[str]:
+    """``calibration: nll 0.129 ece 0.098 brier 0.032; T=0.455 (val): nll 0.027
+    ece 0.006`` and the reliability diagram's path, each within 80 columns."""
     report = result["calibration"]
-    line = " ".join(f"test_{k} {result[f'test_{k}']:.4f}" for k in ("nll", "ece", "brier"))
+    line = "calibration: " + " ".join(
+        f"{k} {result[f'test_{k}']:.3f}" for k in ("nll", "ece", "brier")
+    )
     if report.get("separable"):
-        line += "; every validation example is right: no temperature to fit"
+        line += "; val all right: no T to fit"
     elif "scaled" in report["test"]:
         scaled = report["test"]["scaled"]
         line += (
-            f"; temperature {report['temperature']:.3g} (fitted on val): "
-            f"nll {scaled['nll']:.4f} ece {scaled['ece']:.4f}"
+            f"; T={report['temperature']:.3g} (val): "
+            f"nll {scaled['nll']:.3f} ece {scaled['ece']:.3f}"
         )
+    lines = [line]
     if "reliability_png" in report:
-        line += f"; reliability diagram: {report['reliability_png']}"
-    return line
+        lines.append(f"reliability diagram: {report['reliability_png']}")
+    return lines
 
 
 @app.command()
