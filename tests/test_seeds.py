@@ -33,6 +33,14 @@ def test_seeds_train_siblings_and_report_mean_and_sample_std(tmp_path: Path):
     assert result["mean"]["val_acc"] == pytest.approx(statistics.mean(val))
     saved = json.loads((tmp_path / "s" / "seeds.json").read_text())
     assert saved["mean"] == result["mean"] and saved["seeds"] == [4, 5]
+    from trainlab.evaluation.ensemble import ensemble
+
+    joint = saved["ensemble"]  # the two seeds as one ensemble
+    assert {k: v for k, v in joint.items() if k != "gain_over_mean_member"} == pytest.approx(
+        ensemble(folders)["ensemble"]
+    )
+    mean_seed = statistics.mean(s["test_acc"] for s in summaries)
+    assert joint["gain_over_mean_member"] == pytest.approx(joint["test_acc"] - mean_seed)
     recipes = [(f / "recipe.yaml").read_text() for f in folders]
     assert "seed: 4" in recipes[0] and "seed: 5" in recipes[1]
     # the same call again keeps the finished runs (nothing is trained twice)
@@ -44,7 +52,7 @@ def test_seeds_train_siblings_and_report_mean_and_sample_std(tmp_path: Path):
 
 def test_one_seed_has_zero_spread_and_bad_counts_are_refused(tmp_path: Path):
     one = train_seeds("digits", QUICK, 1, out=tmp_path / "one", quiet=True)
-    assert set(one["std"].values()) == {0.0}
+    assert set(one["std"].values()) == {0.0} and "ensemble" not in one
     for bad in (0, -2, True, 1.5):
         with pytest.raises(RecipeError, match="expected a whole number of seeds"):
             train_seeds("digits", QUICK, bad, out=tmp_path / "bad")
@@ -61,6 +69,7 @@ def test_cli_seeds_prints_each_run_then_mean_and_std(tmp_path: Path):
     lines = done.stdout.strip().splitlines()
     assert sum("test_acc" in line and "->" in line for line in lines) == 2
     assert any(line.startswith("test_acc ") and "+-" in line for line in lines)
+    assert any(line.startswith("ensemble of the 2 seeds: test_acc ") for line in lines)
     assert lines[-1].startswith("2 seeds -> ") and lines[-1].endswith("seeds.json")
 
 

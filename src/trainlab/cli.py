@@ -98,6 +98,14 @@ def _train_seeds(
         console = make_console()
         for key, mean in result["mean"].items():
             console.print(f"{key} {mean:.4f} +- {result['std'][key]:.4f}", highlight=False)
+        if "ensemble" in result:  # the seeds' runs as one ensemble
+            ens = result["ensemble"]
+            console.print(
+                f"ensemble of the {result['n']} seeds: test_acc {ens['test_acc']:.4f} "
+                f"({100 * ens['gain_over_mean_member']:+.2f} points over the mean seed), "
+                f"test_ece {ens['test_ece']:.4f}",
+                highlight=False,
+            )
         console.print(f"{result['n']} seeds -> {result['file']}", highlight=False)
     _emit(result, as_json)
 
@@ -108,6 +116,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     extra = f"  {top} {summary[top]:.4f}" if top else ""
     if "raw" in summary:  # training.ema: the figures are the average's; the live weights' too
         extra += f"  (live weights: test_acc {summary['raw']['test_acc']:.4f})"
+    for line in summary.get("tta", {}).get("lines", []):  # evaluation.tta: before, so the
+        make_console().print(line, highlight=False)  # result stays the last line
     best = summary["val"]["best"]
     val = f"val_acc {best['val_acc']:.4f} (epoch {best['epoch']})  " if "val_acc" in best else ""
     make_console().print(

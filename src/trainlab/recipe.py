@@ -695,6 +695,11 @@ class EvaluationConfig(Section):
     every: int = Field(1, gt=0, description="evaluate on validation every N epochs")
     batch_size: int = Field(1024, gt=0)
     topk: int | None = Field(None, gt=1, description="top-k accuracy; default 5 when C > 5")
+    tta: str | None = Field(
+        None,
+        description="test-time augmentation for the final test figures (summary.json: tta); "
+        "the policies of trainlab evaluate --tta, comma-separated",
+    )
 
 
 class Recipe(Section):

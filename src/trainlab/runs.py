@@ -117,12 +117,36 @@ def train(
         run_dir = _new_run_dir(out, resolved.name)
     extra = [*_checked(callbacks), *_diagnosis_callbacks(resolved, run_dir)]
     parts = build(resolved, model=instance)
+    if resolved.evaluation.tta:  # a policy that does not fit the data fails before training
+        from trainlab.evaluation.tta_views import resolve_policies
+
+        resolve_policies(resolved.evaluation.tta, parts.splits.in_shape, parts.model)
     trainer = Trainer(parts, run_dir, extra, progress=progress, quiet=quiet)
     if started:
         trainer.resume()
     elif resume:
         _fresh_start_in(trainer)
-    return trainer.fit()
+    result = trainer.fit()
+    return _with_tta(result, resolved) if resolved.evaluation.tta else result
+
+
+def _with_tta(result: RunResult, recipe: Recipe) -> RunResult:
+    """``evaluation.tta``: the final model's test figures under each policy and their gains
+    over plain evaluation, added to ``summary.json`` as ``tta`` (what ``trainlab evaluate
+    --tta`` reports), so a recipe key turns TTA on for everything that reads the summary."""
+    import json
+
+    from trainlab.data.datasets import load_splits
+    from trainlab.evaluation.predictor import load_run
+    from trainlab.evaluation.tta import tta_levels
+    from trainlab.files import atomic_write
+
+    predictor = load_run(result.run_dir)
+    splits = load_splits(recipe.data)
+    levels = tta_levels(predictor, splits.x_test, splits.y_test, recipe.evaluation.tta)
+    summary = {**result.summary, "tta": levels}
+    atomic_write(result.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    return type(result).from_summary(summary)
 
 
 def _fresh_start_in(trainer: Any) -> None:

@@ -81,6 +81,11 @@ TECHNIQUES: tuple[Technique, ...] = (
         "exponential moving average of the weights (and BN statistics); evaluated and saved",
     ),
     Technique(
+        "tta",
+        ("evaluation.tta=translate",),
+        "test-time augmentation of the final test figures (summary.json: tta, gain per policy)",
+    ),
+    Technique(
         "snapshot_ensemble",
         ("schedule.name=sgdr", "training.snapshots=true"),
         "the weights at the end of each SGDR cycle; trainlab ensemble RUN --snapshots",

@@ -4,6 +4,7 @@ line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,19 @@ def test_predict_takes_one_policy_and_says_so(digits_dropout_run: Path):
     predictor, x, _ = _test_split(digits_dropout_run, 8)
     with pytest.raises(TrainlabError, match=r"--tta flip,crops: one policy here"):
         averaged_probabilities(predictor, x, "flip,crops")
+
+
+def test_the_recipe_key_adds_tta_to_the_summary_and_a_misfit_fails_before_training(
+    tmp_path: Path,
+):
+    quick = ["training.epochs=1", "schedule.warmup_epochs=0", "training.progress=false"]
+    result = trainlab.train(None, [*quick, "evaluation.tta=translate"], out=tmp_path / "r")
+    tta = json.loads((tmp_path / "r" / "summary.json").read_text())["tta"]
+    assert tta == result.summary["tta"] and set(tta["levels"]) == {"identity", "translate"}
+    assert tta["levels"]["identity"]["test_acc"] == result.summary["test_acc"]
+    again = trainlab.evaluate(tmp_path / "r", tta="translate", plot=False)["tta"]
+    for name, level in tta["levels"].items():  # the same figures as evaluate --tta
+        assert again["levels"][name] == pytest.approx(level)
+    with pytest.raises(TrainlabError, match="--tta 'shifts': it applies to signals"):
+        trainlab.train(None, [*quick, "evaluation.tta=shifts"], out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
