@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "ECE_BINS",
+    "ece_bin",
     "probabilities",
     "log_probabilities",
     "CalibrationSums",
@@ -47,6 +48,11 @@ def log_probabilities(scores: torch.Tensor) -> torch.Tensor:
         s = scores[:, 0]
         return torch.stack([F.logsigmoid(-s), F.logsigmoid(s)], dim=1)
     return torch.log_softmax(scores, dim=1)
+
+
+def ece_bin(confidence: torch.Tensor, bins: int = ECE_BINS) -> torch.Tensor:
+    """The bin of each top-class confidence: ``k`` for ``(k/B, (k+1)/B]``, 0 for exactly 0."""
+    return (confidence * bins).ceil().long().clamp(1, bins) - 1
 
 
 class CalibrationSums:
@@ -79,7 +85,7 @@ class CalibrationSums:
         n = torch.tensor(len(y), device=probs.device, dtype=torch.float64)
         self.sums += torch.stack([n, nll.double(), brier.double()])
         conf, pred = probs.max(1)
-        index = (conf * self.bins).ceil().long().clamp(1, self.bins) - 1  # (k/B, (k+1)/B]
+        index = ece_bin(conf, self.bins)
         correct = (pred == y).double()
         for row, weights in enumerate((None, conf.double(), correct)):
             self.binned[row] += torch.bincount(index, weights=weights, minlength=self.bins)

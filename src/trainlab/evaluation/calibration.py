@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainlab.engine.calibration import ECE_BINS, log_probabilities, probabilities
+from trainlab.engine.calibration import ECE_BINS, ece_bin, log_probabilities, probabilities
 from trainlab.engine.metrics import predictions as predictions_of
 from trainlab.figures import new_figure, save_figure
 
@@ -65,7 +65,7 @@ def reliability_bins(
     """Per bin of top-class confidence (the ECE's bins): count, mean confidence, accuracy
     (NaN in empty bins)."""
     conf, pred = probs.float().max(1)
-    index = ((conf * bins).ceil().long().clamp(1, bins) - 1).numpy()
+    index = ece_bin(conf, bins).numpy()
     correct = (pred == torch.as_tensor(y)).double().numpy()
     count = np.bincount(index, minlength=bins).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -3,9 +3,10 @@
 Only the run folder is read: ``recipe.yaml`` (how to build the model and preprocessing),
 ``model.json`` (input shape, class names: what the dataset would otherwise have told), and the
 weights (``model.safetensors``, or a checkpoint's). No dataset is loaded, no RNG of the caller's
-is touched, nothing is written. Evaluation, prediction, export (and later test-time
-augmentation, ensembles and transfer learning) are built on it. Reading the folder is the
-engine's (:mod:`trainlab.engine.run_folder`), which a distillation teacher needs too.
+is touched, nothing is written. Evaluation, prediction, export, test-time augmentation and MC
+dropout (:mod:`trainlab.evaluation.tta`) and ensembles (:mod:`trainlab.evaluation.ensemble`) are
+built on it. Reading the folder is the engine's (:mod:`trainlab.engine.run_folder`), which a
+distillation teacher needs too.
 """
 
 from __future__ import annotations
