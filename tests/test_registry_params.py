@@ -97,7 +97,7 @@ def test_list_shows_each_architectures_and_readers_parameters():
     assert datasets["digits"]["params"] == {}
     table = run_cli("list", "model")
     assert table.returncode == 0, table.stderr
-    assert "widths=(128,)" in table.stdout and "pool='max'" in table.stdout
+    assert "widths=[128]" in table.stdout and "pool='max'" in table.stdout
     done = run_cli("list", "model", "--json")
     assert done.returncode == 0, done.stderr
     assert last_json(done.stdout)["model"]["resnet"]["params"] == {

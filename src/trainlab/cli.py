@@ -375,9 +375,9 @@ def list_components(
 ) -> None:
     """The registered names of every component family (what a recipe may name), and the
     techniques a recipe turns on with a key (``technique``)."""
-    from trainlab.api import list_components as listing
+    from trainlab.listing import listing  # the shipped catalogue: no torch import
 
-    result = listing(kind)
+    result, descriptions = listing(kind)
     rows: dict[str, list[tuple[str, str, str]]] = {}
     for k, entries in result.items():
         rows[k] = [
@@ -391,7 +391,7 @@ def list_components(
             for name, e in entries.items()
         ]
     if not as_json:
-        _print_tables(rows)
+        _print_tables(rows, descriptions)
     _emit(result, as_json)
 
 
@@ -415,18 +415,18 @@ def plain(text: str) -> str:
     return _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
 
 
-def _print_tables(rows: dict[str, list[tuple[str, str, str]]]) -> None:
+def _print_tables(
+    rows: dict[str, list[tuple[str, str, str]]], descriptions: dict[str, str]
+) -> None:
     """One table per family; cells fold onto further lines, never end in an ellipsis (a cut
     parameter default or description cannot be read anywhere else on the screen)."""
     from rich.markup import escape
     from rich.table import Table
 
-    from trainlab.registry import REGISTRIES
-
     out = make_console()
     for kind, entries in rows.items():
         technique = kind == "technique"
-        what = "set by a recipe key" if technique else plain(REGISTRIES[kind].description)
+        what = plain(descriptions[kind])
         table = Table(title=escape(f"{kind}: {what}"), title_justify="left")
         table.add_column("name", no_wrap=True)
         for col in ("recipe line" if technique else "parameters", "what it is"):

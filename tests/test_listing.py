@@ -1,0 +1,34 @@
+"""``trainlab list`` reads the shipped catalogue (no torch import); the catalogue is the live
+registries, so it cannot drift."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import last_json
+from trainlab.listing import live_catalog, shipped_catalog
+
+
+def test_the_shipped_catalog_is_the_live_registries():
+    assert shipped_catalog() == live_catalog(), (
+        "src/trainlab/catalog.json is stale: regenerate it with `python -m trainlab.listing`"
+    )
+
+
+def test_list_imports_no_torch_and_prints_the_catalog():
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert "torch" not in imported and "numpy" not in imported
+    assert last_json(done.stdout) == shipped_catalog()["components"]
+    one = subprocess.run(
+        [sys.executable, "-m", "trainlab.cli", "list", "optimiser"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert one.returncode == 2 and "did you mean 'optimizer'?" in one.stderr
