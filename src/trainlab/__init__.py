@@ -19,24 +19,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trainlab.api import (
-    augment_preview,
-    doctor,
-    evaluate,
-    export,
-    list_components,
-    load_run,
-    predict,
-    resolve_recipe,
-    search,
-    train,
-    train_seeds,
-)
 from trainlab.errors import DataError, RecipeError, RunFolderError, TrainlabError, TrainlabWarning
-from trainlab.recipe import Recipe, load_recipe
 from trainlab.version import __version__
 
 if TYPE_CHECKING:
+    from trainlab.api import (
+        augment_preview,
+        doctor,
+        evaluate,
+        export,
+        list_components,
+        load_run,
+        predict,
+        resolve_recipe,
+        search,
+        train,
+        train_seeds,
+    )
     from trainlab.diagnosis.findings import Finding
     from trainlab.engine.build import Parts, build
     from trainlab.engine.callbacks import Callback
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from trainlab.engine.result import RunResult
     from trainlab.engine.step import Step, StepOut
     from trainlab.evaluation.predictor import Predictor
+    from trainlab.recipe import Recipe, load_recipe
 
 __all__ = [
     "train",
@@ -76,8 +76,16 @@ __all__ = [
     "__version__",
 ]
 
-# name -> module of the names imported on first use (PEP 562)
+# name -> module of the names imported on first use (PEP 562): even the API (pydantic and the
+# recipe schema take 0.25 s), so the CLI's --help and --version import neither
+_API = (
+    "augment_preview", "doctor", "evaluate", "export", "list_components", "load_run",
+    "predict", "resolve_recipe", "search", "train", "train_seeds",
+)  # fmt: skip
 _LAZY = {
+    **dict.fromkeys(_API, "trainlab.api"),
+    "Recipe": "trainlab.recipe",
+    "load_recipe": "trainlab.recipe",
     "build": "trainlab.engine.build",
     "Parts": "trainlab.engine.build",
     "Trainer": "trainlab.engine.loop",
