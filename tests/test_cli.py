@@ -224,6 +224,19 @@ def test_version_is_printed_without_importing_torch():
     assert "torch" not in imported and "numpy" not in imported
 
 
+def test_help_imports_neither_torch_nor_the_recipe_schema():
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and "ensemble" in done.stdout
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+    assert not imported & {"torch", "numpy", "trainlab.recipe", "trainlab.api"}
+
+
 def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path: Path):
     found = run_cli("train", "mnist1d", "training.epochs=0", cwd=tmp_path)  # refused once read
     assert found.returncode == 2
