@@ -43,5 +43,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     )
 
 
+def run_cli_imports(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """``trainlab ARGS`` in a subprocess under ``-X importtime``: the result and the names of
+    every module it imported (what start-up costs)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done, {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
+
+
 def last_json(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])

@@ -6,13 +6,12 @@ import json
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from tests.conftest import last_json, run_cli
+from tests.conftest import last_json, run_cli, run_cli_imports
 from trainlab.version import __version__
 
 QUICK = ["model.name=mlp", "model.widths=[64]", "augment=[]", "training.epochs=4"]
@@ -212,28 +211,16 @@ def _stderr_until(proc: subprocess.Popen, pattern: str) -> str:
 
 
 def test_version_is_printed_without_importing_torch():
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", "--version"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done, imported = run_cli_imports("--version")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"trainlab {__version__}"
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert "torch" not in imported and "numpy" not in imported
 
 
 def test_help_imports_neither_torch_nor_the_recipe_schema():
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done, imported = run_cli_imports("--help")
     assert done.returncode == 0, done.stderr
     assert "train" in done.stdout and "ensemble" in done.stdout
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert not imported & {"torch", "numpy", "trainlab.recipe", "trainlab.api"}
 
 

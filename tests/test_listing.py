@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import last_json
+from tests.conftest import last_json, run_cli_imports
 from trainlab.listing import live_catalog, shipped_catalog
 
 
@@ -17,14 +17,8 @@ def test_the_shipped_catalog_is_the_live_registries():
 
 
 def test_list_imports_no_torch_and_prints_the_catalog():
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "trainlab.cli", "list", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done, imported = run_cli_imports("list", "--json")
     assert done.returncode == 0, done.stderr
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()}
     assert "torch" not in imported and "numpy" not in imported
     assert last_json(done.stdout) == shipped_catalog()["components"]
     one = subprocess.run(

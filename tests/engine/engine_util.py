@@ -46,3 +46,10 @@ def crash_then_resume(overrides: list[str], run: Path, crash: Crash) -> dict:
         Trainer(build(recipe), run, callbacks=[crash], progress=False).fit()
     assert not (run / "summary.json").exists()
     return trainlab.train(None, out=run, resume=True, progress=False).summary
+
+
+def train_uninterrupted(tmp_path_factory: pytest.TempPathFactory, overrides: list[str]) -> Path:
+    """The reference a resume test compares with: ``overrides`` trained start to end."""
+    run = tmp_path_factory.mktemp("full") / "run"
+    trainlab.train(None, overrides, out=run, progress=False)
+    return run

@@ -13,7 +13,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import trainlab
-from tests.engine.engine_util import Crash, crash_then_resume
+from tests.engine.engine_util import Crash, crash_then_resume, train_uninterrupted
 from trainlab.engine import checkpoint as ckpt
 from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
@@ -285,9 +285,7 @@ RESUME = [*SMALL, EMA_ON, "training.checkpoint_every_steps=7"]
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("full") / "run"
-    trainlab.train(None, RESUME, out=run, progress=False)
-    return run
+    return train_uninterrupted(tmp_path_factory, RESUME)
 
 
 @pytest.mark.parametrize(

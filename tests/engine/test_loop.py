@@ -10,7 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 import trainlab
-from tests.engine.engine_util import Crash, crash_then_resume, log_without_timing
+from tests.engine.engine_util import (
+    Crash,
+    crash_then_resume,
+    log_without_timing,
+    train_uninterrupted,
+)
 from trainlab.engine.build import build
 from trainlab.engine.callbacks import Callback
 from trainlab.engine.loop import Trainer
@@ -63,9 +68,7 @@ RESUME = [
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("full") / "run"
-    trainlab.train(None, RESUME, out=run, progress=False)
-    return run
+    return train_uninterrupted(tmp_path_factory, RESUME)
 
 
 @pytest.mark.parametrize(
