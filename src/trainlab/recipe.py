@@ -624,8 +624,8 @@ class TrainingConfig(Section):
     )
     nonfinite: Literal["stop", "rollback", "ignore"] = Field(
         "stop",
-        description="check loss and gradient norm before every update; on NaN/inf stop, or "
-        "roll back to the last checkpoint and skip the batch",
+        description="on a NaN/inf loss or gradient stop before that update, or roll back to "
+        "the last good state and skip the batch (checked lazily: no per-step cost)",
     )
     nonfinite_retries: int = Field(3, ge=1, description="rollbacks allowed before stopping")
     early_stopping: EarlyStoppingConfig | None = None

@@ -140,3 +140,69 @@ def test_rollback_gives_up_after_the_allowed_retries(tmp_path: Path):
         pytest.raises(trainlab.TrainlabError, match="loss is nan"),
     ):
         trainer.fit()
+
+
+NO_STEP_CHECKPOINTS = [b for b in BASE if not b.startswith("training.checkpoint_every_steps")]
+
+
+def test_the_step_itself_checks_nothing_and_the_first_epoch_still_stops_at_the_batch(
+    tmp_path: Path,
+):
+    """The guard is lazy (no per-step check while training); a NaN in epoch 1, with no
+    checkpoint on disk yet, is replayed from the run's start held in memory, to the exact
+    batch, and nothing is saved."""
+    recipe = trainlab.resolve_recipe(None, NO_STEP_CHECKPOINTS)
+    run = tmp_path / "early"
+    run.mkdir()
+    trainer = Trainer(build(recipe), run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    assert trainer.update.guard is False
+    with pytest.raises(trainlab.TrainlabError, match=r"loss is nan at step 4 \(epoch 1, batch 4 "):
+        trainer.fit()
+    assert trainer.step == 3
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+    assert not (run / "checkpoints" / "last").exists()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(row["step"] <= 3 for row in rows)  # no NaN row, nothing past the bad step
+
+
+class _InfGradient(Callback):
+    """Makes the first weight's gradient infinite at step ``at + 1``; the loss stays finite."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        weight = next(trainer.model.parameters())
+        weight.register_hook(lambda g: g * float("inf") if trainer.step == self.at else g)
+
+
+def test_an_infinite_gradient_behind_a_finite_loss_is_found_at_its_step(tmp_path: Path):
+    """The lazy check sees the weights the bad update made at the epoch's end (the loss of the
+    bad step itself was finite) and the replay names the step and the gradient norm."""
+    recipe = trainlab.resolve_recipe(None, NO_STEP_CHECKPOINTS)
+    run = tmp_path / "inf"
+    run.mkdir()
+    trainer = Trainer(build(recipe), run, callbacks=[_InfGradient(at=5)], progress=False)
+    with pytest.raises(trainlab.TrainlabError, match=r"gradient norm is inf at step 6 "):
+        trainer.fit()
+    assert trainer.step == 5
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_rollback_in_the_first_epoch_goes_back_to_the_start(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(
+        None,
+        [
+            *NO_STEP_CHECKPOINTS,
+            "training.nonfinite=rollback",
+            "training.epochs=2",
+            "schedule.warmup_epochs=0",
+        ],
+    )
+    run = tmp_path / "start"
+    run.mkdir()
+    trainer = Trainer(build(recipe), run, callbacks=[_PoisonNextBatch(at=3)], progress=False)
+    with pytest.warns(trainlab.TrainlabWarning, match="rolled back to step 0 "):
+        summary = trainer.fit().summary
+    assert summary["skipped_batches"][0] == [0, 3]
+    assert summary["steps"] == trainer.total_steps

@@ -5,12 +5,15 @@ Everything it loops over is built by :func:`~trainlab.engine.build.build`; the u
 checkpoints, monitors, pruners) is a callback. Read :meth:`Trainer._train_epoch` top to bottom:
 that is the whole epoch. The step has no host sync but the NaN/inf guard's: loss and accuracy
 accumulate on the device and are read back only every ``training.log_every`` steps.
+The NaN/inf guard is checked lazily, where state leaves the process (see
+:mod:`trainlab.engine.guard`), so a step has no host sync at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +29,7 @@ from trainlab.engine.best import Best
 from trainlab.engine.build import Parts, as_tensor, nondeterministic_error, num_outputs
 from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer
 from trainlab.engine.ema import EMA
+from trainlab.engine.guard import Diverged, all_finite, frozen_copy
 from trainlab.engine.lock import RunLock
 from trainlab.engine.metrics import evaluate_model, hard_labels, predictions
 from trainlab.engine.provenance import provenance
@@ -67,6 +71,13 @@ class Trainer:
         self.splits, self.preprocess, self.device = parts.splits, parts.preprocess, parts.device
         self.steps_per_epoch, self.total_steps = parts.steps_per_epoch, parts.total_steps
         self.update = Step.of(parts)
+        # training.nonfinite: checked lazily where state leaves the process (engine/guard.py);
+        # the step's own per-step guard is on only while replaying up to a step found bad
+        self.lazy_guard = self.recipe.training.nonfinite != "ignore" and not parts.needs_closure
+        self.update.guard = False
+        self.strict_until = 0  # replaying with the per-step guard on until this step
+        self.replayed: set[int] = set()  # steps a lazy check found bad (each replayed once)
+        self.initial: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
         self.step, self.epoch = 0, 0
         es = self.recipe.training.early_stopping
         self.best = Best(es.metric, es.min_delta) if es is not None else Best("val_acc")
@@ -115,6 +126,8 @@ class Trainer:
                 self._claim_run_dir()
                 self.fit_start = time.perf_counter()
                 self.callbacks("on_fit_start", self)
+                if self.lazy_guard and not ckpt.has_checkpoint(self.run_dir / "checkpoints"):
+                    self.initial = frozen_copy(self.weights(), self.state(epoch_done=False))
                 with self.signals:
                     try:
                         self._epochs()
@@ -165,7 +178,13 @@ class Trainer:
             tick = time.perf_counter()
             try:
                 self._train_epoch()
+            except Diverged as late:
+                self._replay(late.step)
+                continue
             except NonFiniteError as exc:
+                if exc.position is None and self.lazy_guard:  # weights refused by a save
+                    self._replay(self.step)
+                    continue
                 if exc.position is None or self.recipe.training.nonfinite != "rollback":
                     raise
                 self._rollback(exc)
@@ -181,6 +200,8 @@ class Trainer:
             self.callbacks("on_epoch_end", self)
             self._stop_on_signal(epoch_done=True)
             self.epoch += 1
+            if self.initial is not None and ckpt.has_checkpoint(self.run_dir / "checkpoints"):
+                self.initial = None  # a good state is on disk now
 
     def work_left(self) -> bool:
         """Steps are left, or the last steps' epoch has not had its end (validation, callbacks,
@@ -218,8 +239,11 @@ class Trainer:
                 self.window_seen = 0
             self.callbacks("on_batch_end", self)
             self._stop_on_signal(epoch_done=False)
+            if self.strict_until and self.step >= self.strict_until:
+                self.update.guard, self.strict_until = False, 0  # replayed past it: lazy again
             if self.step >= self.total_steps:
                 break
+        self.verify_finite(weights=True)  # before validation, best and last see the weights
 
     def _full_batch_step(self) -> None:
         """One L-BFGS step on the whole training split (no noise, as the lecture advises)."""
@@ -251,20 +275,53 @@ class Trainer:
         """Policy ``rollback``: reload the last good checkpoint, skip the batch that produced the
         NaN/inf from then on, and go on; at most ``training.nonfinite_retries`` times."""
         retries = self.recipe.training.nonfinite_retries
-        last = self.run_dir / "checkpoints" / "last"
-        if len(self.skip_batches) >= retries or not last.is_file():
+        if len(self.skip_batches) >= retries or not self._go_back():
             raise error
-        bad, wall, trained = error.position, self.wall_seconds(), self.train_seconds
-        self.resume()
-        set_rng_state(self.rng)  # inside fit: the checkpoint's stream continues from here
-        self.skip_batches.add(bad)
-        self.fit_start, self.wall_before, self.train_seconds = time.perf_counter(), wall, trained
+        self.skip_batches.add(error.position)
         warnings.warn(
             f"{error}; rolled back to step {self.step} and skipping that batch from now on "
             f"(retry {len(self.skip_batches)} of {retries})",
             TrainlabWarning,
             stacklevel=2,
         )
+
+    def _replay(self, step: int) -> None:
+        """A lazy check found a non-finite loss or weight by ``step``: go back to the last good
+        state and train again up to ``step`` with the per-step guard on, so that it stops (or
+        rolls back) at the exact batch, before that batch's update (engine/guard.py)."""
+        if step in self.replayed or not self._go_back():  # not reproduced, or nowhere to go
+            raise NonFiniteError(
+                f"the loss or the weights became NaN or infinite by step {step} (epoch "
+                f"{self.epoch + 1}); training stopped and nothing non-finite was saved. Likely "
+                f"causes: learning rate too high (optimizer.lr={self.recipe.optimizer.lr}), bad "
+                "input values, or bf16/fp16 overflow"
+            )
+        self.replayed.add(step)
+        self.update.guard, self.strict_until = True, step
+
+    def _go_back(self) -> bool:
+        """Reload the last good state: the last checkpoint, else the run's start held in memory
+        (False when there is neither); the RNG stream and the run's clocks go on from there."""
+        if (self.run_dir / "checkpoints" / "last").is_file():
+            source = ckpt.load_checkpoint(self.run_dir / "checkpoints", "last")
+        elif self.initial is not None:
+            source = frozen_copy(*self.initial)  # loading may alias: keep the original intact
+        else:
+            return False
+        wall, trained = self.wall_seconds(), self.train_seconds
+        self._load(*source)
+        set_rng_state(self.rng)  # inside fit: the saved stream continues from here
+        self.fit_start, self.wall_before, self.train_seconds = time.perf_counter(), wall, trained
+        return True
+
+    def verify_finite(self, weights: bool = False) -> None:
+        """The lazy guard's check (one host sync): the logging window's loss sum is finite and,
+        with ``weights``, every trained weight; else :class:`Diverged`, and the loop replays.
+        Called where state leaves the process: saves, snapshots, logs, the end of an epoch."""
+        if self.lazy_guard and not all_finite(
+            [self.window_loss, *(self.update.trained if weights else ())]
+        ):
+            raise Diverged(self.step)
 
     def _stop_on_signal(self, epoch_done: bool) -> None:
         """After a SIGTERM/SIGINT: save ``last`` here (a step boundary) and raise Interrupted."""
@@ -278,6 +335,8 @@ class Trainer:
     ) -> float:
         now = time.perf_counter()
         loss, correct_n = loss_sum.item(), correct.item()  # the host syncs of a logging window
+        if self.lazy_guard and not math.isfinite(loss):
+            raise Diverged(self.step)  # before the log gets it
         loss_sum.zero_()
         correct.zero_()
         record = {
@@ -332,6 +391,7 @@ class Trainer:
         The position inside the epoch is the step itself: the data order and the augmentation
         of every batch derive from (seed, epoch, batch index).
         """
+        self.verify_finite()
         recipe = self.recipe.model_dump(mode="json")
         return {
             "recipe": recipe,
@@ -378,6 +438,10 @@ class Trainer:
             self.check_recipe(state["recipe"], "its checkpoint")
         elif (self.run_dir / "recipe.yaml").is_file():  # a checkpoint from before the digest
             self.check_recipe(self.saved_recipe(), "recipe.yaml")
+        self._load(weights, state)
+
+    def _load(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        """Put the trainer in a saved state: weights, optimiser, position, callbacks, RNG."""
         self.load_weights(weights)
         if isinstance(self.loader, DeviceLoader):  # re-apply the restored preprocessing
             self.loader.prepare()

@@ -71,6 +71,8 @@ class Snapshots(Callback):
     def on_batch_end(self, trainer: Trainer) -> None:
         """Saves each cycle whose end this step reached; a batch skipped by a NaN/inf rollback
         fires no event, so a cycle ending on it is saved at the next step."""
+        if self.pending and trainer.step >= self.pending[0]:
+            trainer.verify_finite(weights=True)  # nothing non-finite is saved
         while self.pending and trainer.step >= self.pending[0]:
             self.root.mkdir(parents=True, exist_ok=True)
             path = self.root / f"cycle-{self.order[self.pending.pop(0)]}.safetensors"

@@ -6,9 +6,10 @@ search and EMA). One step means one definition of what a recipe's update is, so 
 measures the update training will take (a test checks N lr-finder steps leave the trainer's
 weights).
 
-Host syncs: none, except the NaN/inf guard's one boolean per step (``training.nonfinite`` other
-than ``ignore``), which is what lets the trainer stop before a non-finite update reaches the
-weights or a checkpoint.
+Host syncs: none, except the per-step NaN/inf guard's one boolean (``guard``), which stops
+before a non-finite update reaches the weights. The diagnosis's steps use it; the trainer
+checks lazily instead, where state leaves the process, and turns it on only to replay up to a
+step found bad (:mod:`trainlab.engine.guard`).
 """
 
 from __future__ import annotations
