@@ -6,6 +6,7 @@ with code 2; with ``--json`` the last stdout line is always one JSON object.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -69,6 +70,8 @@ def train(
     if seeds is not None:
         return _train_seeds(recipe, overrides, seeds, out, resume, progress, as_json)
     result = run_train(recipe, overrides, out=out, resume=resume, progress=progress)
+    if os.environ.get("RANK", "0") != "0":
+        return  # torchrun: rank 0 reports
     if not as_json:
         _print_summary(result.summary)
     _emit(result.summary, as_json)

@@ -628,6 +628,10 @@ class TrainingConfig(Section):
         "the last good state and skip the batch (checked lazily: no per-step cost)",
     )
     nonfinite_retries: int = Field(3, ge=1, description="rollbacks allowed before stopping")
+    sync_bn: bool = Field(
+        False,
+        description="under torchrun: batch norm over the global batch (SyncBatchNorm, GPUs)",
+    )
     early_stopping: EarlyStoppingConfig | None = None
     ema: EmaConfig | None = Field(
         None, description="average the weights during training (decay, every, warmup)"

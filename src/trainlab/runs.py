@@ -101,7 +101,30 @@ def train(
     Everything is validated and the data is loaded before the folder is created, so a bad recipe
     or bad data leaves no half-made run behind and never touches an existing one.
     """
+    from trainlab.engine import distributed
+
+    joined = distributed.init_from_env()  # torchrun: join its processes (gloo, or NCCL)
+    try:
+        return _train(recipe, overrides, out, callbacks, resume, model, progress, quiet)
+    finally:
+        if joined:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _train(
+    recipe: Recipe | str | Path | None,
+    overrides: Overrides | None,
+    out: str | Path | None,
+    callbacks: Sequence[Callback],
+    resume: bool,
+    model: type[nn.Module] | nn.Module | None,
+    progress: bool,
+    quiet: bool,
+) -> RunResult:
     from trainlab.engine.build import build
+    from trainlab.engine.distributed import broadcast, world
     from trainlab.engine.loop import Trainer
 
     instance = _model_override(model)
@@ -113,9 +136,11 @@ def train(
     if model is not None:  # an override like any other: the schema then picks its defaults
         overrides = _with_override(overrides, "model.name", _import_path(model))
     resolved = resolve_recipe(recipe, overrides)
-    if not resume:
+    if not resume:  # under torchrun every process checks the folder rank 0 named
         run_dir = _new_run_dir(out, resolved.name)
-    extra = [*_checked(callbacks), *_diagnosis_callbacks(resolved, run_dir)]
+        run_dir = Path(broadcast(str(run_dir)))
+    writer = world()[0] == 0  # rank 0 alone writes the run folder
+    extra = [*_checked(callbacks), *(_diagnosis_callbacks(resolved, run_dir) if writer else [])]
     parts = build(resolved, model=instance)
     if resolved.evaluation.tta:  # a policy that does not fit the data fails before training
         from trainlab.evaluation.tta_views import resolve_policies
@@ -127,7 +152,7 @@ def train(
     elif resume:
         _fresh_start_in(trainer)
     result = trainer.fit()
-    return _with_tta(result, resolved) if resolved.evaluation.tta else result
+    return _with_tta(result, resolved) if resolved.evaluation.tta and writer else result
 
 
 def _with_tta(result: RunResult, recipe: Recipe) -> RunResult:

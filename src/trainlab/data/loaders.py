@@ -39,17 +39,37 @@ def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class _Batches:
-    """What both paths share: the split, the batch size and the (seed, epoch) data order."""
+    """What both paths share: the split, the batch size and the (seed, epoch) data order.
+
+    Under DDP (``shard=(rank, world)``) ``batch_size`` is this process's share: global batch i
+    is examples ``order[i*G:(i+1)*G]`` with ``G = batch_size * world``, as for one process at
+    batch size G, and this process reads its ``rank``-th slice of it. A partial last global
+    batch is then dropped (unequal shards would weight the averaged gradient unevenly).
+    """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, batch_size: int, drop_last: bool, seed: int
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        drop_last: bool,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
-        self.x, self.y, self.batch_size = x, y, min(batch_size, len(x))
-        self.drop_last, self.seed = drop_last, seed
+        self.rank, self.world = shard
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x) // self.world)
+        self.global_batch = self.batch_size * self.world
+        self.drop_last, self.seed = drop_last or self.world > 1, seed
 
     def __len__(self) -> int:
-        n, bs = len(self.x), self.batch_size
+        n, bs = len(self.x), self.global_batch
         return n // bs if self.drop_last else -(-n // bs)
+
+    def shard(self, order: torch.Tensor, i: int) -> torch.Tensor:
+        """The indices of this process's share of global batch ``i``."""
+        first = i * self.global_batch + self.rank * self.batch_size
+        return order[first : first + self.batch_size]
 
 
 class DeviceLoader(_Batches):
@@ -71,8 +91,9 @@ class DeviceLoader(_Batches):
         augment: Pipeline,
         seed: int,
         preprocess: Preprocessor,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
-        super().__init__(raw, y, batch_size, drop_last, seed)
+        super().__init__(raw, y, batch_size, drop_last, seed, shard)
         self.raw, self.augment, self.preprocess = raw, augment, preprocess
         self.aug_gen = torch.Generator(device=raw.device)
         self.prepare()
@@ -84,12 +105,12 @@ class DeviceLoader(_Batches):
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         order = _order(len(self.x), self.seed, epoch).to(self.x.device)
-        base, bs = epoch_seed(self.seed + 1, epoch) * 100_003, self.batch_size  # Python ints
+        base = epoch_seed(self.seed + 1, epoch) * 100_003 + self.rank * 7_919  # Python ints
         for i in range(start, len(self)):
-            idx = order[i * bs : (i + 1) * bs]
+            idx = self.shard(order, i)
             xb = self.x[idx]
             yb = self.y[idx]
-            if self.augment:
+            if self.augment:  # each process draws its own shard's transforms
                 seed = (base + i) % SEED_MOD
                 self.aug_gen.manual_seed(seed)
                 with torch.no_grad():
@@ -148,14 +169,18 @@ class WorkerLoader(_Batches):
         preprocess: Preprocessor,
         device: torch.device,
         num_workers: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
-        super().__init__(x, y, batch_size, drop_last, seed)
+        super().__init__(x, y, batch_size, drop_last, seed, shard)
         self.data = _Samples(x, y, augment.transforms() if augment else [], seed)
         self.preprocess, self.device, self.num_workers = preprocess, device, num_workers
         self.augment, self.mix_gen = augment, torch.Generator(device=device)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        order = _order(len(self.data), self.seed, epoch)[start * self.batch_size :].tolist()
+        order = _order(len(self.data), self.seed, epoch)
+        if self.world > 1:  # this process's shards of the global batches, in order
+            order = torch.cat([self.shard(order, i) for i in range(len(self))])
+        order = order[start * self.batch_size :].tolist()
         self.data.epoch = epoch  # the workers (started below) get a copy with this epoch
         gen = torch.Generator().manual_seed((epoch_seed(self.seed + 2, epoch) + start) % SEED_MOD)
         loader = DataLoader(
@@ -167,7 +192,7 @@ class WorkerLoader(_Batches):
             pin_memory=self.device.type == "cuda",
             generator=gen,  # seeds the workers' transforms from (seed, epoch), not global RNG
         )
-        mix_base = epoch_seed(self.seed + 4, epoch) * 100_003
+        mix_base = epoch_seed(self.seed + 4, epoch) * 100_003 + self.rank * 7_919
         for i, (xb, yb) in enumerate(loader, start):
             xb = xb.to(self.device, non_blocking=True)
             yb = yb.to(self.device, non_blocking=True)

@@ -28,6 +28,7 @@ from trainlab.data.datasets import Splits, load_splits
 from trainlab.data.loaders import DeviceLoader, WorkerLoader
 from trainlab.data.preprocess import Preprocessor, create_preprocessor, resolve_preprocess_name
 from trainlab.engine.distill import Distillation, build_distillation
+from trainlab.engine.distributed import world
 from trainlab.engine.seeding import rng_state, run_state
 from trainlab.engine.transfer import load_pretrained
 from trainlab.errors import RecipeError, TrainlabWarning
@@ -124,9 +125,9 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
         loader = build_loader(recipe, splits, preprocess, raw_sample, device, info.needs_closure)
         steps_per_epoch = 1 if info.needs_closure else len(loader)
         total = tcfg.max_steps if tcfg.max_steps is not None else tcfg.epochs * steps_per_epoch
-        base_lr = scaled_lr(
+        base_lr = scaled_lr(  # on the global batch (training.batch_size times the processes)
             recipe.optimizer.lr,
-            tcfg.batch_size,
+            tcfg.batch_size * world()[1],
             recipe.optimizer.base_batch_size,
             recipe.optimizer.lr_scaling,
         )
@@ -334,9 +335,10 @@ def build_loader(
             "memory; this image folder is streamed (raise data.max_resident_mb)"
         )
     common = (tcfg.batch_size, tcfg.drop_last, augment, recipe.seed, preprocess)
+    shard = world()  # under torchrun: this process's share of each global batch
     if resident:
-        return DeviceLoader(x.to(device), y.to(device), *common)
-    return WorkerLoader(x, y, *common, device, data.num_workers)
+        return DeviceLoader(x.to(device), y.to(device), *common, shard=shard)
+    return WorkerLoader(x, y, *common, device, data.num_workers, shard=shard)
 
 
 def build_optimizer(

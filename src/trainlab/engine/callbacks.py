@@ -427,7 +427,7 @@ class Checkpointer(Callback):
 
     def on_eval_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         best = trainer.best
-        if best.improved:
+        if best.improved and trainer.is_writer:
             state = {"step": trainer.step, "epoch": best.epoch, best.metric: best.value}
             save_checkpoint(self.root, "best", trainer.step, trainer.weights(), state)
 
@@ -436,8 +436,11 @@ class Checkpointer(Callback):
         if (trainer.epoch + 1) % self.every == 0 or done:
             self.save_last(trainer, epoch_done=True)
 
-    def save_last(self, trainer: Trainer, epoch_done: bool) -> Path:
-        """The full training state as the new ``last`` (the previous one is kept as fallback)."""
-        return save_checkpoint(
-            self.root, "last", trainer.step, trainer.weights(), trainer.state(epoch_done), keep=2
-        )
+    def save_last(self, trainer: Trainer, epoch_done: bool) -> Path | None:
+        """The full training state as the new ``last`` (the previous one is kept as fallback).
+        Under DDP every process builds the state (its NaN/inf check is collective) and rank 0
+        writes it."""
+        state = trainer.state(epoch_done)
+        if not trainer.is_writer:
+            return None
+        return save_checkpoint(self.root, "last", trainer.step, trainer.weights(), state, keep=2)

@@ -18,7 +18,7 @@ from pathlib import Path
 from trainlab.errors import RunFolderError, TrainlabWarning
 from trainlab.files import storage_error
 
-__all__ = ["RunLock", "LOCK_NAME"]
+__all__ = ["RunLock", "NoLock", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"
 
@@ -109,3 +109,13 @@ def _read_pid(fd: int) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+class NoLock:
+    """What a process that never writes the run folder holds (a DDP rank other than 0)."""
+
+    held = False
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import time
 import warnings
 from collections.abc import Sequence
@@ -25,12 +26,13 @@ import torch
 from trainlab.data.inputs import input_card
 from trainlab.data.loaders import DeviceLoader, eval_batches
 from trainlab.engine import checkpoint as ckpt
+from trainlab.engine import distributed
 from trainlab.engine.best import Best
 from trainlab.engine.build import Parts, as_tensor, nondeterministic_error, num_outputs
 from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer
 from trainlab.engine.ema import EMA
 from trainlab.engine.guard import Diverged, all_finite, frozen_copy
-from trainlab.engine.lock import RunLock
+from trainlab.engine.lock import NoLock, RunLock
 from trainlab.engine.metrics import evaluate_model, hard_labels, predictions
 from trainlab.engine.provenance import provenance
 from trainlab.engine.result import RunResult
@@ -38,7 +40,7 @@ from trainlab.engine.seeding import rng_state, run_state, set_rng_state
 from trainlab.engine.signals import Interrupted, StopSignals
 from trainlab.engine.standard import standard_callbacks
 from trainlab.engine.step import Step, StepOut
-from trainlab.errors import NonFiniteError, RunFolderError, TrainlabWarning
+from trainlab.errors import NonFiniteError, RecipeError, RunFolderError, TrainlabWarning
 from trainlab.files import atomic_write, remove_stale_temps
 from trainlab.recipe import recipe_differences, recipe_digest, validate
 
@@ -71,6 +73,12 @@ class Trainer:
         self.splits, self.preprocess, self.device = parts.splits, parts.preprocess, parts.device
         self.steps_per_epoch, self.total_steps = parts.steps_per_epoch, parts.total_steps
         self.update = Step.of(parts)
+        # torchrun: this process's rank; rank 0 alone writes; the step calls a DDP wrapper
+        self.rank, self.world = distributed.world()
+        self.is_writer = self.rank == 0
+        self.agreed_stop = False  # under DDP: a stop signal agreed on at a logged step
+        if self.world > 1:
+            self.update.model = self._ddp_model()
         # training.nonfinite: checked lazily where state leaves the process (engine/guard.py);
         # the step's own per-step guard is on only while replaying up to a step found bad
         self.lazy_guard = self.recipe.training.nonfinite != "ignore" and not parts.needs_closure
@@ -93,14 +101,32 @@ class Trainer:
         self.skip_batches: set[tuple[int, int]] = set()  # (epoch, batch) rolled back from
         self.rng = parts.rng  # the run's RNG state that fit() starts from
         self.signals = StopSignals()
-        self.lock = RunLock(self.run_dir)  # one writer per run folder, from resume() or fit()
+        # one writer per run folder, from resume() or fit(); under DDP, rank 0
+        self.lock = RunLock(self.run_dir) if self.is_writer else NoLock()
         self.resumed = False
         cbs = standard_callbacks(
-            self.recipe, self.run_dir, self.total_steps, progress, callbacks, quiet=quiet
+            self.recipe,
+            self.run_dir,
+            self.total_steps,
+            progress,
+            callbacks,
+            quiet=quiet,
+            writer=self.is_writer,
         )
         self.checkpointer = next(cb for cb in cbs if isinstance(cb, Checkpointer))
         self.ema = next((cb for cb in cbs if isinstance(cb, EMA)), None)  # training.ema
         self.callbacks = CallbackList(cbs)
+
+    def _ddp_model(self) -> torch.nn.Module:
+        """The DDP wrapper the step calls, after refusing what it cannot train."""
+        recipe, where = self.recipe, f"under torchrun ({self.world} processes)"
+        if self.parts.needs_closure:
+            raise RecipeError(f"optimizer.name={recipe.optimizer.name}: full-batch, not {where}")
+        if recipe.model.freeze is not None:
+            raise RecipeError(f"model.freeze: not {where} (DDP needs every weight trained)")
+        if recipe.training.sync_bn and self.device.type != "cuda":
+            raise RecipeError(f"training.sync_bn: SyncBatchNorm needs GPUs, not {self.device}")
+        return distributed.wrap(self.model, self.device, recipe.training.sync_bn)
 
     @property
     def num_classes(self) -> int:
@@ -160,6 +186,8 @@ class Trainer:
     def _claim_run_dir(self) -> None:
         """Under the lock: refuse to start afresh over another run's checkpoints, remove what
         killed saves left behind, and write the run card."""
+        if not self.is_writer:
+            return
         checkpoints = self.run_dir / "checkpoints"
         if not self.resumed and ckpt.has_checkpoint(checkpoints):
             raise RunFolderError(
@@ -318,23 +346,28 @@ class Trainer:
         """The lazy guard's check (one host sync): the logging window's loss sum is finite and,
         with ``weights``, every trained weight; else :class:`Diverged`, and the loop replays.
         Called where state leaves the process: saves, snapshots, logs, the end of an epoch."""
-        if self.lazy_guard and not all_finite(
-            [self.window_loss, *(self.update.trained if weights else ())]
-        ):
+        if not self.lazy_guard:
+            return
+        window = distributed.all_sum(self.window_loss.clone())  # DDP: every process's losses
+        if not all_finite([window, *(self.update.trained if weights else ())]):
             raise Diverged(self.step)
 
     def _stop_on_signal(self, epoch_done: bool) -> None:
         """After a SIGTERM/SIGINT: save ``last`` here (a step boundary) and raise Interrupted."""
-        if self.signals.received is None:
-            return
+        received = self.signals.received
+        if not (self.agreed_stop if self.world > 1 else received is not None):
+            return  # under DDP every process stops at the logged step that agreed on it
         self.checkpointer.save_last(self, epoch_done)
-        raise Interrupted(self.signals.received, self.step, self.run_dir)
+        raise Interrupted(received or signal.SIGTERM, self.step, self.run_dir)
 
     def _log(
         self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, lr: float, tick: float
     ) -> float:
         now = time.perf_counter()
-        loss, correct_n = loss_sum.item(), correct.item()  # the host syncs of a logging window
+        if self.world > 1:  # the window over every process; a stop signal on any stops all
+            loss, correct_n, seen = self._agree(loss_sum, correct, seen)
+        else:
+            loss, correct_n = loss_sum.item(), correct.item()  # the host syncs of a window
         if self.lazy_guard and not math.isfinite(loss):
             raise Diverged(self.step)  # before the log gets it
         loss_sum.zero_()
@@ -349,6 +382,18 @@ class Trainer:
         }
         self.callbacks("on_log", self, record)
         return now
+
+    def _agree(
+        self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int
+    ) -> tuple[float, int, int]:
+        """DDP: the window's sums over the processes, and whether any got a stop signal (one
+        all-reduce, at a logged step, which every process reaches at the same step)."""
+        flag = float(self.signals.received is not None)
+        sums = torch.stack([loss_sum.double(), correct.double(), loss_sum.new_tensor(seen)])
+        sums = torch.cat([sums.double(), sums.new_tensor([flag])])
+        loss, correct_n, seen_all, stops = distributed.all_sum(sums).tolist()
+        self.agreed_stop = self.agreed_stop or stops > 0
+        return loss, int(correct_n), int(seen_all)
 
     def stop(self, reason: str) -> None:
         """Ask the loop to stop after the current epoch (early stopping, pruning)."""
@@ -412,6 +457,7 @@ class Trainer:
             "stop_reason": self.stop_reason,
             "wall_seconds": self.wall_seconds(),
             "skip_batches": sorted(self.skip_batches),
+            "world_size": self.world,
         }
 
     def wall_seconds(self) -> float:
@@ -442,6 +488,12 @@ class Trainer:
 
     def _load(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Put the trainer in a saved state: weights, optimiser, position, callbacks, RNG."""
+        if state.get("world_size", 1) != self.world:  # the data shards and the RNG differ
+            raise RunFolderError(
+                f"{self.run_dir}: its checkpoint was written by {state.get('world_size', 1)} "
+                f"process(es), this run has {self.world}; resume it with torchrun "
+                f"--nproc-per-node {state.get('world_size', 1)} (or 1: plain trainlab train)"
+            )
         self.load_weights(weights)
         if isinstance(self.loader, DeviceLoader):  # re-apply the restored preprocessing
             self.loader.prepare()
@@ -521,8 +573,9 @@ class Trainer:
 
     def _finish(self) -> RunResult:
         wall = self.wall_seconds()
-        per_step = len(self.splits.y_train) if self.parts.needs_closure else self.loader.batch_size
-        ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
+        per_step = len(self.splits.y_train) if self.parts.needs_closure else self.loader.global_batch
+        if self.is_writer:
+            ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
         test = self.evaluate_split("test")
         raw = {}
         if self.ema is not None:  # the model holds the average since on_fit_end
@@ -544,5 +597,6 @@ class Trainer:
             **provenance(self.device),
             "run_dir": str(self.run_dir),
         }
-        atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+        if self.is_writer:
+            atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
         return RunResult.from_summary(summary)

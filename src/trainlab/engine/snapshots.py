@@ -73,6 +73,9 @@ class Snapshots(Callback):
         fires no event, so a cycle ending on it is saved at the next step."""
         if self.pending and trainer.step >= self.pending[0]:
             trainer.verify_finite(weights=True)  # nothing non-finite is saved
+            if not trainer.is_writer:  # DDP: rank 0 writes
+                self.pending = [s for s in self.pending if s > trainer.step]
+                return
         while self.pending and trainer.step >= self.pending[0]:
             self.root.mkdir(parents=True, exist_ok=True)
             path = self.root / f"cycle-{self.order[self.pending.pop(0)]}.safetensors"

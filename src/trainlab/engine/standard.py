@@ -38,6 +38,7 @@ def standard_callbacks(
     extra: Sequence[Callback] = (),
     *,
     quiet: bool = False,
+    writer: bool = True,
 ) -> list[Callback]:
     """The callbacks every run folder gets, in dispatch order, with ``extra`` (the caller's,
     e.g. a pruner or the layer monitor) between the metrics log and early stopping and the
@@ -45,11 +46,15 @@ def standard_callbacks(
     that changes state (the weight average of ``training.ema`` among them), the progress bar
     and the epoch lines (printed through the bar when it is live) last. ``quiet`` leaves out
     the bar and the epoch lines (a search's trials, whose progress is one line each, printed by
-    the search)."""
+    the search). ``writer=False`` (a DDP rank other than 0) keeps only what changes the
+    training state, and the checkpointer and snapshots, which check but do not write."""
     tcfg = recipe.training
-    first: list[Callback] = [
+    logs: list[Callback] = [
         MetricsLog(run_dir / "metrics.jsonl"),
         *metric_loggers(recipe, run_dir),  # training.loggers: csv, tensorboard
+    ]
+    first: list[Callback] = [
+        *(logs if writer else []),
         *schedule_callbacks(recipe.schedule.name, recipe.schedule.params()),  # reduce_on_plateau
         *transfer_callbacks(recipe),  # model.freeze
     ]
@@ -62,7 +67,7 @@ def standard_callbacks(
     checkpointer = Checkpointer(
         run_dir / "checkpoints", tcfg.checkpoint_every, tcfg.checkpoint_every_steps
     )
-    if quiet:
+    if quiet or not writer:
         return [*first, *extra, checkpointer]
     bar = ProgressBar(total_steps, progress and tcfg.progress)
     return [*first, *extra, checkpointer, bar, EpochLines(bar)]
