@@ -533,7 +533,7 @@ class OptimizerConfig(Named):
 
     kind: ClassVar[str] = "optimizer"
     own_fields: ClassVar[tuple[str, ...]] = (
-        "lr", "weight_decay", "base_batch_size", "lr_scaling", "pretrained_lr_scale"
+        "lr", "weight_decay", "base_batch_size", "lr_scaling", "pretrained_lr_scale", "fused"
     )  # fmt: skip
     name: str = "adamw"
     lr: float = Field(1e-3, gt=0.0)
@@ -546,6 +546,11 @@ class OptimizerConfig(Named):
     weight_decay: float = Field(0.0, ge=0.0, description="decoupled weight decay (AdamW style)")
     base_batch_size: int | None = Field(None, gt=0)
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    fused: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch's fused kernel (one launch a step for every weight); auto: on CUDA, "
+        "for the optimisers that have one (sgd, momentum, nesterov, adagrad, adam, adamw)",
+    )
 
 
 class ScheduleConfig(Named):
@@ -612,10 +617,22 @@ class TrainingConfig(Section):
     max_steps: int | None = Field(
         None, gt=0, description="train exactly this many steps (instead of training.epochs)"
     )
-    batch_size: int = Field(64, gt=0)
+    batch_size: int = Field(64, gt=0, description="examples a step (a process's, under torchrun)")
     drop_last: bool = True
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="autocast dtype; fp16 scales the loss (GradScaler); auto: bf16 on CUDA, fp16 "
+        "on a CUDA device without bf16, else fp32",
+    )
+    compile: bool | Literal["inductor", "aot_eager", "eager"] = Field(
+        False,
+        description="train the model under torch.compile (true: inductor); if it cannot compile, "
+        "one warning and eager training",
+    )
+    channels_last: bool = Field(
+        False, description="images in channels-last memory order (faster convolutions on GPUs)"
+    )
     device: str = "auto"
     deterministic: bool | Literal["warn"] = Field(
         False,

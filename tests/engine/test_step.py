@@ -81,3 +81,59 @@ def test_lbfgs_closure_runs_without_noise():
     step.full_batch(x, y, 1.0)
     assert seen[0] == pytest.approx(seen[1], rel=0, abs=0)
     assert all(m.training for m in parts.model.modules())
+
+
+def test_fp16_scales_the_loss_and_skips_an_overflowing_step_without_stopping():
+    """training.precision=fp16 (on the CPU here): a GradScaler scales the loss; a step whose
+    gradients overflow is skipped by the scaler (weights kept, scale halved), not refused by
+    the guard, and the next step trains."""
+    parts = build(trainlab.resolve_recipe(None, ["model.name=mlp", "training.precision=fp16"]))
+    step = Step.of(parts)
+    assert step.scaler is not None and step.scaler.get_scale() == 65536.0
+    xb, yb = next(iter(parts.loader.epoch(0)))
+    weight = next(parts.model.parameters())
+    hook = weight.register_hook(lambda g: g * float("inf"))
+    before = weight.detach().clone()
+    out = step(xb, yb, 1e-3)
+    assert out.updated and torch.equal(weight, before)
+    assert step.scaler.get_scale() == 32768.0
+    hook.remove()
+    step(xb, yb, 1e-3)
+    assert not torch.equal(weight, before)
+
+
+def test_the_trainer_checkpoints_the_loss_scale(tmp_path: Path):
+    recipe = trainlab.resolve_recipe(
+        None, ["model.name=mlp", "training.precision=fp16", "schedule.warmup_epochs=0"]
+    )
+    trainer = Trainer(build(recipe), tmp_path, progress=False)
+    trainer.update(*next(iter(trainer.loader.epoch(0))), 1e-3)
+    trainer.update.scaler.update(1234.0)
+    state = trainer.state(epoch_done=False)
+    assert state["grad_scaler"]["scale"] == 1234.0
+    other = Trainer(build(recipe), tmp_path / "b", progress=False)
+    other._load(trainer.weights(), state)
+    assert other.update.scaler.get_scale() == 1234.0
+
+
+def test_channels_last_trains_the_same_weights_in_another_memory_order():
+    """training.channels_last: 4-D weights and each batch in NHWC order, the same numbers."""
+    base = ["augment=[]", "training.max_steps=5", "schedule.warmup_epochs=0"]
+    runs, losses = [], []
+    for extra in ([], ["training.channels_last=true"]):
+        parts = build(trainlab.resolve_recipe(None, [*base, *extra]))
+        step = Step.of(parts)
+        batches = zip(range(5), parts.loader.epoch(0), strict=False)
+        losses.append([step(xb, yb, 1e-3 * (i + 1)).loss.item() for i, (xb, yb) in batches])
+        runs.append(parts.model)
+    conv = next(p for p in runs[1].parameters() if p.ndim == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-6)
+    for a, b in zip(runs[0].parameters(), runs[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-3)  # Adam magnifies rounding
+
+
+def test_channels_last_is_refused_for_inputs_that_are_not_images():
+    recipe = trainlab.resolve_recipe(None, ["data.name=mnist1d", "training.channels_last=true"])
+    with pytest.raises(trainlab.TrainlabError, match=r"training.channels_last: needs images"):
+        build(recipe)

@@ -8,6 +8,7 @@ per entry, so its gradient h W + c is known in closed form and the adaptive rule
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -347,3 +348,38 @@ def test_lbfgs_refuses_decoupled_weight_decay() -> None:
 
     with pytest.raises(RecipeError, match="regularization.l2"):
         create_optimizer("lbfgs", {}, Quadratic(), 1.0, decay_all=False, weight_decay=0.1)
+
+
+@pytest.mark.parametrize("name", ["sgd", "nesterov", "adagrad", "adam", "adamw"])
+def test_the_fused_kernel_takes_the_same_steps(name: str) -> None:
+    """optimizer.fused=true (torch's fused kernel, on the CPU here) keeps the groups, their
+    decay and their lr, and updates the weights as the per-tensor loop does."""
+    torch.manual_seed(0)  # no batch norm: Adam would blow its rounding-noise gradients up
+    nets = [nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 2))]
+    nets.append(copy.deepcopy(nets[0]))
+    opts = [
+        create_optimizer(name, {}, net, 0.05, decay_all=False, weight_decay=0.1, fused=fused)
+        for net, fused in zip(nets, [False, True], strict=True)
+    ]
+    assert [g["fused"] for g in opts[1].param_groups] == [True, True]
+    assert [g["decay"] for g in opts[1].param_groups] == [True, False]
+    x, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+    for _ in range(5):
+        for net, opt in zip(nets, opts, strict=True):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x), y).backward()
+            apply_decoupled_decay(opt)
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_auto_is_off_on_the_cpu_and_refused_where_torch_has_none() -> None:
+    opt = create_optimizer(
+        "adamw", {}, Net(), 0.01, decay_all=False, weight_decay=0.0, fused="auto"
+    )
+    assert not any(g["fused"] for g in opt.param_groups)
+    from trainlab.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="optimizer.fused=true: rmsprop has no fused kernel"):
+        create_optimizer("rmsprop", {}, Net(), 0.01, decay_all=False, weight_decay=0.0, fused=True)

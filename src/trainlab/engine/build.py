@@ -55,6 +55,8 @@ __all__ = [
     "pick_device",
     "num_outputs",
     "autocast_factory",
+    "autocast_dtype",
+    "grad_scaler",
     "as_tensor",
     "fit_sample",
     "nondeterministic_error",
@@ -118,6 +120,8 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
         recipe = resolve_preprocess(recipe, splits.in_shape)
         preprocess, raw_sample = build_preprocess(recipe, splits, device)
         net = build_model(recipe, splits, preprocess, raw_sample, device, module=model)
+        if tcfg.channels_last:
+            net = to_channels_last(net, splits.in_shape)
         pretrained = load_pretrained(recipe, net, splits.classes)  # model.from; () when off
         warn_dropout_with_batch_norm(net)
         loss_fn, eval_loss_fn = build_losses(recipe)
@@ -164,6 +168,16 @@ def build(recipe: Recipe, *, model: nn.Module | None = None) -> Parts:
 # the pieces
 
 
+def to_channels_last(net: nn.Module, in_shape: tuple[int, ...]) -> nn.Module:
+    """``training.channels_last``: the 4-D weights in NHWC order (the step converts each batch
+    too); convolutions on GPUs run faster so, above all under bf16/fp16."""
+    if len(in_shape) != 3:
+        raise RecipeError(
+            f"training.channels_last: needs images (C, H, W); these inputs are {in_shape}"
+        )
+    return net.to(memory_format=torch.channels_last)
+
+
 def build_device(recipe: Recipe) -> torch.device:
     return pick_device(recipe.training.device)
 
@@ -181,14 +195,27 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``training.precision`` (None: fp32). ``auto``: bf16 on CUDA, fp16
+    on a CUDA device without bf16 (with a GradScaler: :func:`grad_scaler`), else fp32."""
+    if precision == "auto" and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
 def autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:
-    """bf16 autocast where the device supports it (``auto``: CUDA with bf16 only)."""
-    bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    )
-    if not bf16:
+    """The autocast context of ``training.precision`` on ``device`` (see :func:`autocast_dtype`)."""
+    dtype = autocast_dtype(precision, device)
+    if dtype is None:
         return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """fp16's loss scaling (a fresh one per step object: its scale is training state)."""
+    if autocast_dtype(precision, device) is not torch.float16:
+        return None
+    return torch.amp.GradScaler(device.type)
 
 
 def build_splits(recipe: Recipe) -> Splits:
@@ -355,7 +382,7 @@ def build_optimizer(
     wd = ocfg.weight_decay if weight_decay is None else weight_decay
     return create_optimizer(
         ocfg.name, ocfg.params(), model, lr, rcfg.decay_bias_and_norm, wd,
-        pretrained, ocfg.pretrained_lr_scale,
+        pretrained, ocfg.pretrained_lr_scale, ocfg.fused,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from trainlab.engine import distributed
 from trainlab.engine.best import Best
 from trainlab.engine.build import Parts, as_tensor, nondeterministic_error, num_outputs
 from trainlab.engine.callbacks import Callback, CallbackList, Checkpointer
+from trainlab.engine.compiled import compiled
 from trainlab.engine.ema import EMA
 from trainlab.engine.guard import Diverged, all_finite, frozen_copy
 from trainlab.engine.lock import NoLock, RunLock
@@ -79,6 +80,7 @@ class Trainer:
         self.agreed_stop = False  # under DDP: a stop signal agreed on at a logged step
         if self.world > 1:
             self.update.model = self._ddp_model()
+        self.update.model = compiled(self.update.model, self.recipe.training.compile)
         # training.nonfinite: checked lazily where state leaves the process (engine/guard.py);
         # the step's own per-step guard is on only while replaying up to a step found bad
         self.lazy_guard = self.recipe.training.nonfinite != "ignore" and not parts.needs_closure
@@ -458,6 +460,7 @@ class Trainer:
             "wall_seconds": self.wall_seconds(),
             "skip_batches": sorted(self.skip_batches),
             "world_size": self.world,
+            "grad_scaler": None if self.update.scaler is None else self.update.scaler.state_dict(),
         }
 
     def wall_seconds(self) -> float:
@@ -504,6 +507,8 @@ class Trainer:
                 f"{self.run_dir}: the checkpoint's optimiser state does not fit this recipe ({exc})"
             ) from None
         self.step, self.epoch = state["step"], state["epoch"]
+        if self.update.scaler is not None and state.get("grad_scaler"):
+            self.update.scaler.load_state_dict(state["grad_scaler"])
         self.window_loss.copy_(state["window"]["loss"])
         self.window_correct.copy_(state["window"]["correct"])
         self.window_seen = state["window"]["seen"]
@@ -573,7 +578,9 @@ class Trainer:
 
     def _finish(self) -> RunResult:
         wall = self.wall_seconds()
-        per_step = len(self.splits.y_train) if self.parts.needs_closure else self.loader.global_batch
+        per_step = (
+            len(self.splits.y_train) if self.parts.needs_closure else self.loader.global_batch
+        )
         if self.is_writer:
             ckpt.save_weights(self.run_dir / "model.safetensors", self.weights())
         test = self.evaluate_split("test")

@@ -67,9 +67,13 @@ class Step:
         guard: bool = True,
         needs_closure: bool = False,
         distill: Distillation | None = None,
+        scaler: torch.amp.GradScaler | None = None,
+        channels_last: bool = False,
     ) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
         self.distill = distill  # None: the plain loss, at no extra cost
+        self.scaler = scaler  # fp16: loss scaling; a step with inf/NaN gradients is skipped
+        self.channels_last = channels_last
         self.needs_closure = needs_closure
         self.autocast, self.grad_clip, self.guard = autocast, grad_clip, guard
         self.l1, self.l2 = l1, l2
@@ -91,6 +95,7 @@ class Step:
     ) -> Step:
         """The step of ``parts``' recipe, over its model and optimiser or over given ones (a
         copy the diagnosis trains); the penalty then covers the given model's weights."""
+        from trainlab.engine.build import grad_scaler
         from trainlab.optim.optimizers import param_groups
 
         recipe = parts.recipe
@@ -109,6 +114,8 @@ class Step:
             guard=recipe.training.nonfinite != "ignore",
             needs_closure=parts.needs_closure,
             distill=parts.distill,
+            scaler=grad_scaler(recipe.training.precision, parts.device),
+            channels_last=recipe.training.channels_last,
         )
 
     def set_lr(self, lr: float) -> None:
@@ -125,6 +132,8 @@ class Step:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> StepOut:
         self.set_lr(lr)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             scores = self.model(x)
             soft = None if self.distill is None else self.distill.targets(x)
@@ -133,18 +142,27 @@ class Step:
         else:
             loss = self.distill.loss(scores.float(), y, soft, self.loss_fn)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss + self.penalty() if self.penalised else loss).backward()
+        total = loss + self.penalty() if self.penalised else loss
+        (total if self.scaler is None else self.scaler.scale(total)).backward()
         norm = None
         if self.grad_clip is not None:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
             norm = torch.nn.utils.clip_grad_norm_(self.trained, self.grad_clip, foreach=True)
         loss = loss.detach()
-        if self.guard:
-            norm = self.grad_norm() if norm is None else norm
-            if not bool(torch.isfinite(loss + norm)):  # the one host sync of a step
+        if self.guard:  # under fp16 inf/NaN gradients are the scaler's to skip: the loss only
+            if self.scaler is None and norm is None:
+                norm = self.grad_norm()
+            checked = loss if self.scaler is not None else loss + norm
+            if not bool(torch.isfinite(checked)):  # the one host sync of a guarded step
                 return StepOut(loss, scores.detach(), norm, updated=False)
         if self.decoupled:
             apply_decoupled_decay(self.optimizer)
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         return StepOut(loss, scores.detach(), norm, updated=True)
 
     def data_loss(

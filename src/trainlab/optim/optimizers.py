@@ -11,6 +11,7 @@ Two kinds of weight penalty are kept apart, as lectures 001 and 004 insist:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -145,9 +146,11 @@ def create_optimizer(
     weight_decay: float,
     pretrained: Collection[str] = (),
     lr_scale: float = 1.0,
+    fused: bool | str = False,
 ) -> torch.optim.Optimizer:
     """The registered optimiser over the model's parameter groups; decoupled decay set up;
-    the ``pretrained`` parameters' groups at ``lr_scale`` times the lr (:func:`param_groups`)."""
+    the ``pretrained`` parameters' groups at ``lr_scale`` times the lr (:func:`param_groups`);
+    ``fused`` (True, or ``auto``: on CUDA where torch has the kernel) torch's fused update."""
     entry = OPTIMIZERS.get(name)
     groups = param_groups(model, decay_all, pretrained, lr_scale)
     if entry.info["optim"].needs_closure:  # torch's LBFGS takes a single parameter group
@@ -171,12 +174,37 @@ def create_optimizer(
             for group, scale in zip(groups, merged, strict=True):
                 group["lr_scale"] = scale
     opt = entry.factory(groups, lr, **params)
+    if fused is True or (fused == "auto" and _fusable(opt, cuda_only=True)):
+        opt = _with_fused_kernel(opt, name)
     native = entry.info["optim"].native_decoupled_decay
     for group in opt.param_groups:
         wd = weight_decay if group["decay"] else 0.0
         group["weight_decay"] = wd if native else 0.0
         group["decoupled_wd"] = 0.0 if native else wd
     return opt
+
+
+FUSED = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.Adagrad)
+
+
+def _fusable(opt: torch.optim.Optimizer, cuda_only: bool) -> bool:
+    params = [p for g in opt.param_groups for p in g["params"]]
+    on_cuda = bool(params) and all(p.is_cuda for p in params)
+    return type(opt) in FUSED and (on_cuda or not cuda_only)
+
+
+def _with_fused_kernel(opt: torch.optim.Optimizer, name: str) -> torch.optim.Optimizer:
+    """The same optimiser with ``fused=True``: one kernel a step over every weight. Built
+    again from its groups (less their copies of the defaults), as torch checks it there."""
+    if not _fusable(opt, cuda_only=False):
+        raise RecipeError(
+            f"optimizer.fused=true: {name} has no fused kernel here (sgd, momentum, nesterov, "
+            "adagrad, adam and adamw have); leave optimizer.fused at auto"
+        )
+    groups = [{k: v for k, v in g.items() if k not in opt.defaults} for g in opt.param_groups]
+    takes = inspect.signature(type(opt)).parameters  # AdamW's defaults hold more than it takes
+    kwargs = {k: v for k, v in opt.defaults.items() if k in takes}
+    return type(opt)(groups, **{**kwargs, "fused": True, "foreach": None})
 
 
 @torch.no_grad()
