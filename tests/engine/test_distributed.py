@@ -112,7 +112,7 @@ def test_a_sigkilled_two_process_run_resumes_to_the_same_weights(two: Path, tmp_
 
 
 def test_a_checkpoint_resumes_only_at_the_world_size_that_wrote_it(two: Path):
-    recipe = trainlab.resolve_recipe(two / "recipe.yaml")
+    recipe = trainlab.resolve_recipe(two / "recipe.yaml", [])
     trainer = Trainer(build(recipe), two, progress=False)
     with pytest.raises(RunFolderError, match=r"written by 2 process\(es\), this run has 1; "):
         trainer.resume()

@@ -51,5 +51,5 @@ def frozen_copy(
     weights: dict[str, torch.Tensor], state: dict[str, Any]
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A checkpoint held in memory (the run's start, before any is on disk): copies, so the
-    training that follows does not change it."""
-    return {k: v.detach().clone() for k, v in weights.items()}, copy.deepcopy(state)
+    training that follows does not change it; the weights in host memory, as on disk."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}, copy.deepcopy(state)
