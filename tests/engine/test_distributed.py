@@ -54,6 +54,16 @@ def _losses(run: Path) -> list[float]:
     return [row["loss"] for row in rows if "loss" in row]
 
 
+def _resumes_to(reference: Path, args: list[str], where: Path) -> None:
+    """The same torchrun command with --resume finishes ``where/run`` as ``reference``."""
+    done = _torchrun(
+        "-m", "trainlab", "train", *args, "--out", "run", "--resume", "--no-progress", cwd=where
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = _weights(where / "run"), _weights(reference)
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+
+
 @pytest.fixture(scope="module")
 def two(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two processes, 16 examples each a step, trained start to end."""
@@ -103,12 +113,25 @@ def test_a_sigkilled_two_process_run_resumes_to_the_same_weights(two: Path, tmp_
     run = tmp_path / "run"
     assert not (run / "summary.json").exists()
     assert (run / "checkpoints" / "last").read_text().strip().endswith("20")
-    done = _torchrun(
-        "-m", "trainlab", "train", *args, "--out", "run", "--resume", "--no-progress", cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    a, b = _weights(run), _weights(two)
-    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
+    _resumes_to(two, args, tmp_path)
+
+
+def test_a_sigterm_to_one_process_stops_both_at_the_next_logged_step(two: Path, tmp_path: Path):
+    """Only rank 1 gets SIGTERM, just after step 20's log; the processes agree on it at the
+    next logged step (30), where both stop and rank 0 saves; the resumed run ends as the
+    uninterrupted one."""
+    args = [*RECIPE, f"training.batch_size={PER_PROCESS}"]
+    term = {"KILL_AT": "trainlab.engine.loop:Trainer._log:after:2:TERM", "KILL_AT_RANK": "1"}
+    stopped = _torchrun(
+        str(ROOT / "tests" / "reliability" / "kill_at.py"), "train", *args, "--out", "run",
+        "--no-progress", cwd=tmp_path, env=term,
+    )  # fmt: skip
+    assert stopped.returncode != 0
+    assert "checkpoint saved at step 30" in stopped.stderr, stopped.stderr[-2000:]
+    assert "torchrun --nproc-per-node 2 -m trainlab train" in stopped.stderr
+    run = tmp_path / "run"
+    assert (run / "checkpoints" / "last").read_text().strip().endswith("30")
+    _resumes_to(two, args, tmp_path)
 
 
 def test_a_checkpoint_resumes_only_at_the_world_size_that_wrote_it(two: Path):

@@ -4,7 +4,8 @@
 process just before the third call of ``Trainer.evaluate_split``; ``after`` sends it just after
 the call returns. The signal is real (``os.kill`` of our own pid): SIGKILL ends the process on
 the spot, SIGTERM goes through trainlab's own handler. Only *when* is chosen here; what happens
-then is the real program's. Usage: ``KILL_AT=... python kill_at.py train ARGS...``.
+then is the real program's. Usage: ``KILL_AT=... python kill_at.py train ARGS...``; under
+torchrun, ``KILL_AT_RANK=R`` arms it in process R only.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _arm(spec: str) -> None:
 
 
 if __name__ == "__main__":
-    _arm(os.environ["KILL_AT"])
+    if os.environ.get("KILL_AT_RANK", os.environ.get("RANK", "0")) == os.environ.get("RANK", "0"):
+        _arm(os.environ["KILL_AT"])  # under torchrun, KILL_AT_RANK picks the one process
     from trainlab.cli import main
 
     sys.argv = ["trainlab", *sys.argv[1:]]

@@ -379,7 +379,7 @@ class Trainer:
         if not (self.agreed_stop if self.world > 1 else received is not None):
             return  # under DDP every process stops at the logged step that agreed on it
         self.checkpointer.save_last(self, epoch_done)
-        raise Interrupted(received or signal.SIGTERM, self.step, self.run_dir)
+        raise Interrupted(received or signal.SIGTERM, self.step, self.run_dir, self.world)
 
     def _log(
         self, loss_sum: torch.Tensor, correct: torch.Tensor, seen: int, lr: float, tick: float

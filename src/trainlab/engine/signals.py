@@ -26,11 +26,13 @@ class Interrupted(TrainlabError):
 
     prefix = "stopped"
 
-    def __init__(self, signum: int, step: int, run_dir: Path) -> None:
+    def __init__(self, signum: int, step: int, run_dir: Path, processes: int = 1) -> None:
         name = signal.Signals(signum).name
+        again = f"trainlab train --out {run_dir} --resume"
+        if processes > 1:  # under torchrun
+            again = f"torchrun --nproc-per-node {processes} -m {again}"
         super().__init__(
-            f"{name} received: checkpoint saved at step {step} in {run_dir}; resume with: "
-            f"trainlab train --out {run_dir} --resume"
+            f"{name} received: checkpoint saved at step {step} in {run_dir}; resume with: {again}"
         )
         self.exit_code = 128 + signum
 
