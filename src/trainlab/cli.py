@@ -92,6 +92,9 @@ def _train_seeds(
     re-running the same command finishes the set."""
     from trainlab.api import train_seeds
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # rank 1 would read folders rank 0 writes
+        raise TrainlabError("--seeds: not under torchrun; run one torchrun command per seed "
+                            "(seed=S --out DIR/seed-S)")  # fmt: skip
     if recipe is None and out is not None and resume:
         raise TrainlabError("--seeds with --resume: give the recipe again (each seed's folder "
                             "holds its own recipe.yaml)")  # fmt: skip

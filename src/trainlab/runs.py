@@ -103,14 +103,8 @@ def train(
     """
     from trainlab.engine import distributed
 
-    joined = distributed.init_from_env()  # torchrun: join its processes (gloo, or NCCL)
-    try:
-        return _train(recipe, overrides, out, callbacks, resume, model, progress, quiet)
-    finally:
-        if joined:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+    distributed.init_from_env()  # torchrun: join its processes (gloo, or NCCL), once
+    return _train(recipe, overrides, out, callbacks, resume, model, progress, quiet)
 
 
 def _train(

@@ -22,6 +22,7 @@ on GPUs). Each process then builds the same parts from the same seed, and the tr
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -50,7 +51,13 @@ def init_from_env() -> bool:
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("nccl" if cuda else "gloo")
+        atexit.register(_leave)  # one group for every run of the process (train --seeds)
     return True
+
+
+def _leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def broadcast(value: object) -> object:
