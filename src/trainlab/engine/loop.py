@@ -3,10 +3,11 @@
 Everything it loops over is built by :func:`~trainlab.engine.build.build`; the update is
 :class:`~trainlab.engine.step.Step`; everything optional (logging, progress, early stopping,
 checkpoints, monitors, pruners) is a callback. Read :meth:`Trainer._train_epoch` top to bottom:
-that is the whole epoch. The step has no host sync but the NaN/inf guard's: loss and accuracy
-accumulate on the device and are read back only every ``training.log_every`` steps.
-The NaN/inf guard is checked lazily, where state leaves the process (see
-:mod:`trainlab.engine.guard`), so a step has no host sync at all.
+that is the whole epoch. A step has no host sync: loss and accuracy accumulate on the device
+and are read back only every ``training.log_every`` steps, and the NaN/inf guard is checked
+lazily, where state leaves the process (:mod:`trainlab.engine.guard`). Under torchrun the
+step calls a DDP wrapper and the processes agree at logged steps
+(:mod:`trainlab.engine.distributed`).
 """
 
 from __future__ import annotations
