@@ -8,7 +8,7 @@ from torchvision.transforms import v2
 
 from trainlab.data.augment import AUGMENTS
 from trainlab.data.augment.photometric import Scaled
-from trainlab.data.augment.policies import apply_ops, magnitude_table
+from trainlab.data.augment.policies import grouped_ops, magnitude_table, masked_ops
 from trainlab.errors import RecipeError
 
 POLICIES = ["randaugment", "trivialaugment", "autoaugment"]
@@ -40,9 +40,14 @@ def _magnitudes(name: str, h: int, w: int) -> torch.Tensor:
     return m * torch.tensor([1.0, -1, 1, -1, 1, -1]).double() if SPACE[name][1] else m
 
 
+# the CPU's grouped ops and the GPU's sync-free masked ops, both tested on the CPU
+PATHS = pytest.mark.parametrize("apply_ops", [grouped_ops, masked_ops], ids=["grouped", "masked"])
+
+
+@PATHS
 @pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("name", NAMES)
-def test_each_batched_op_equals_torchvision_image_by_image(name, channels):
+def test_each_batched_op_equals_torchvision_image_by_image(name, channels, apply_ops):
     h, w = 14, 17  # not square: catches swapped axes
     x = torch.rand(6, channels, h, w, generator=_gen(0))
     m = _magnitudes(name, h, w)  # a different magnitude for each sample
@@ -56,7 +61,8 @@ def test_each_batched_op_equals_torchvision_image_by_image(name, channels):
         assert torch.equal(out, ref)
 
 
-def test_a_batch_of_mixed_ops_applies_each_samples_own_op():
+@PATHS
+def test_a_batch_of_mixed_ops_applies_each_samples_own_op(apply_ops):
     h, w = 12, 12
     n = 3 * len(NAMES)
     x = torch.rand(n, 3, h, w, generator=_gen(1))
@@ -67,6 +73,30 @@ def test_a_batch_of_mixed_ops_applies_each_samples_own_op():
     for i, k in enumerate(op.tolist()):
         ref = x[i] if k < 0 else _reference(x[i], NAMES[k], float(m[i]))
         torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_the_masked_path_reads_nothing_back_and_gives_the_grouped_paths_images(name, monkeypatch):
+    """Two rounds of a policy's own draws: the same images either way, and the masked path
+    (the one a GPU takes) never turns a tensor into a Python value."""
+    augment = AUGMENTS.build(name)
+    x = torch.rand(24, 3, 12, 12, generator=_gen(5))
+    augment.fit(x)
+    rounds = augment.draw(x, _gen(6))
+    grouped = x
+    for op, m in rounds:
+        grouped = grouped_ops(grouped, op, m, augment.names)
+
+    def no_readback(*args, **kwargs):
+        raise AssertionError("a host read-back")
+
+    monkeypatch.setattr(torch.Tensor, "tolist", no_readback)
+    monkeypatch.setattr(torch.Tensor, "item", no_readback)
+    masked = x
+    for op, m in rounds:
+        masked = masked_ops(masked, op, m, augment.names)
+    monkeypatch.undo()
+    torch.testing.assert_close(masked, grouped, atol=1e-6, rtol=0)
 
 
 def test_identical_images_get_different_ops():

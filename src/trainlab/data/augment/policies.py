@@ -42,7 +42,15 @@ from trainlab.types import NonNegativeInt
 
 MagnitudeBins = Annotated[int, Field(ge=2)]  # torchvision's Posterize bins divide by bins - 1
 
-__all__ = ["PolicyAugment", "RandAugment", "TrivialAugment", "AutoAugment", "apply_ops"]
+__all__ = [
+    "PolicyAugment",
+    "RandAugment",
+    "TrivialAugment",
+    "AutoAugment",
+    "apply_ops",
+    "grouped_ops",
+    "masked_ops",
+]
 
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
@@ -171,12 +179,45 @@ POINTWISE = {
 
 def apply_ops(x: torch.Tensor, op: torch.Tensor, m: torch.Tensor, names: list[str]) -> torch.Tensor:
     """Images x (N, C, H, W) in [0, 1], sample i transformed by names[op[i]] with magnitude
-    m[i] (signed, torchvision's units), op[i] = -1 for none. One call per op on the samples
-    that drew it (all geometric ops together: one warp); one host sync for the group sizes."""
+    m[i] (signed, torchvision's units), op[i] = -1 for none. On the CPU, one call per op on
+    the samples that drew it (:func:`grouped_ops`, one read-back of the group sizes); on a
+    GPU, where that read-back would stall the queue every round, :func:`masked_ops`."""
+    return masked_ops(x, op, m, names) if x.is_cuda else grouped_ops(x, op, m, names)
+
+
+def _kinds(op: torch.Tensor, names: list[str]) -> torch.Tensor:
+    """GEOMETRIC's index of each sample's op, -1 for the others (op -1 included)."""
     geo = torch.tensor(
-        [GEOMETRIC.index(n) if n in GEOMETRIC else -1 for n in names] + [-1], device=x.device
+        [GEOMETRIC.index(n) if n in GEOMETRIC else -1 for n in names] + [-1], device=op.device
     )
-    kind = geo[op]  # op -1 indexes the trailing -1
+    return geo[op]  # op -1 indexes the trailing -1
+
+
+def masked_ops(
+    x: torch.Tensor, op: torch.Tensor, m: torch.Tensor, names: list[str]
+) -> torch.Tensor:
+    """:func:`grouped_ops` without a host sync: every op runs on the whole batch and each
+    sample keeps the result of the op it drew (per-sample ops, so its values are the grouped
+    path's). It costs one pass per op over the batch instead of over the samples that drew it:
+    cheap on a GPU, where these small kernels are bound by their launches."""
+    kind = _kinds(op, names)
+    out = x
+    if any(n in GEOMETRIC for n in names):
+        out = torch.where((kind >= 0).view(-1, 1, 1, 1), _geometric(x, kind, m).to(x.dtype), x)
+    for g, name in enumerate(names):
+        if name == "Identity" or name in GEOMETRIC:
+            continue
+        drew = (op == g).view(-1, 1, 1, 1)
+        out = torch.where(drew, POINTWISE[name](x, m).to(x.dtype), out)
+    return out
+
+
+def grouped_ops(
+    x: torch.Tensor, op: torch.Tensor, m: torch.Tensor, names: list[str]
+) -> torch.Tensor:
+    """One call per op on the samples that drew it (all geometric ops together: one warp);
+    one host sync for the group sizes."""
+    kind = _kinds(op, names)
     group = torch.where(kind >= 0, len(names), op)  # geometric ops share one group
     order = torch.argsort(group, stable=True)
     sizes = torch.bincount(group + 1, minlength=len(names) + 2).tolist()
