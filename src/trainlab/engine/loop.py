@@ -410,10 +410,15 @@ class Trainer:
     ) -> tuple[float, int, int]:
         """DDP: the window's sums over the processes, and whether any got a stop signal (one
         all-reduce, at a logged step, which every process reaches at the same step)."""
-        flag = float(self.signals.received is not None)
-        sums = torch.stack([loss_sum.double(), correct.double(), loss_sum.new_tensor(seen)])
-        sums = torch.cat([sums.double(), sums.new_tensor([flag])])
-        loss, correct_n, seen_all, stops = distributed.all_sum(sums).tolist()
+        local = [
+            loss_sum.double(),
+            correct.double(),
+            torch.tensor(float(seen), dtype=torch.float64, device=self.device),
+            torch.tensor(
+                float(self.signals.received is not None), dtype=torch.float64, device=self.device
+            ),
+        ]
+        loss, correct_n, seen_all, stops = distributed.all_sum(torch.stack(local)).tolist()
         self.agreed_stop = self.agreed_stop or stops > 0
         return loss, int(correct_n), int(seen_all)
 
